@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
+	_ "github.com/dreamteacher-go/dreamteacher/internal/gomlxfix"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/support/exceptions"
