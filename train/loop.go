@@ -1,0 +1,268 @@
+package train
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// Batches yields the training batches: the inputs of the LossFn, in order. Its position must be
+// restorable for exact resumption (see LoopConfig.Position).
+type Batches func() ([]*tensors.Tensor, error)
+
+// LoopConfig configures Run.
+type LoopConfig struct {
+	Steps           int64  // train until this many steps have been taken
+	Dir             string // output folder: checkpoints, metrics.jsonl, loss.png
+	CheckpointEvery int64  // steps between checkpoints (0: only at the end)
+	Keep            int    // checkpoints kept (0: 3)
+	LogEvery        int64  // steps between metrics lines (0: 10)
+	ImagesPerStep   int    // for the images/s column
+	Title           string // of the loss plot
+	// Meta returns metadata stored with each checkpoint (e.g. the data position).
+	Meta func() map[string]string
+	// Out receives the progress (a bar on a terminal, plain lines otherwise); nil: stderr.
+	Out io.Writer
+}
+
+// Summary of a finished run.
+type Summary struct {
+	Steps      int64
+	Last       Result
+	Checkpoint string
+	Elapsed    time.Duration
+	Metrics    string
+	Plot       string
+}
+
+// NonFiniteError reports a NaN or Inf loss: the step was not applied and no checkpoint was
+// written after it.
+type NonFiniteError struct {
+	Step           int64
+	Terms          map[string]float64
+	LastCheckpoint string
+}
+
+func (e *NonFiniteError) Error() string {
+	last := e.LastCheckpoint
+	if last == "" {
+		last = "none was written yet"
+	}
+	return fmt.Sprintf("step %d: the loss is not finite (%s); training stopped, the last good checkpoint is %s",
+		e.Step, formatTerms(e.Terms), last)
+}
+
+// Run trains until cfg.Steps steps have been taken, starting from the store's current step
+// (restore a checkpoint into the store first to resume). It appends metrics to
+// Dir/metrics.jsonl, writes checkpoints to Dir and the loss curves to Dir/loss.png.
+func Run(tr *Trainer, store *model.Store, next Batches, cfg LoopConfig) (Summary, error) {
+	if cfg.Keep == 0 {
+		cfg.Keep = 3
+	}
+	if cfg.LogEvery == 0 {
+		cfg.LogEvery = 10
+	}
+	out := cfg.Out
+	if out == nil {
+		out = os.Stderr
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return Summary{}, err
+	}
+	sum := Summary{Metrics: filepath.Join(cfg.Dir, "metrics.jsonl"), Plot: filepath.Join(cfg.Dir, "loss.png")}
+	start := CurrentStep(store)
+	if last, ok, _ := Latest(cfg.Dir); ok {
+		sum.Checkpoint = last.Path
+	}
+	meta := func() map[string]string {
+		if cfg.Meta == nil {
+			return nil
+		}
+		return cfg.Meta()
+	}
+	save := func(step int64) error {
+		p, err := Save(store, cfg.Dir, step, meta(), cfg.Keep)
+		if err != nil {
+			return err
+		}
+		sum.Checkpoint = p
+		return nil
+	}
+
+	bar := newProgress(out, start, cfg.Steps)
+	t0 := time.Now()
+	lastLog, lastLogTime := start, t0
+	var pending []Record
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := AppendMetrics(sum.Metrics, pending...)
+		pending = pending[:0]
+		return err
+	}
+	for step := start; step < cfg.Steps; {
+		batch, err := next()
+		if err != nil {
+			flush()
+			return sum, fmt.Errorf("step %d: reading the batch: %w", step+1, err)
+		}
+		res, err := tr.Step(batch...)
+		if err != nil {
+			flush()
+			return sum, fmt.Errorf("step %d: %w", step+1, err)
+		}
+		if !res.Finite {
+			rec := record(step+1, res, time.Since(t0), 0)
+			pending = append(pending, rec)
+			flush()
+			bar.finish()
+			return sum, &NonFiniteError{Step: step + 1, Terms: res.Terms, LastCheckpoint: sum.Checkpoint}
+		}
+		step = res.Step
+		sum.Last = res
+		bar.update(step, res)
+		if step%cfg.LogEvery == 0 || step == cfg.Steps {
+			ips := 0.0
+			if dt := time.Since(lastLogTime).Seconds(); dt > 0 && cfg.ImagesPerStep > 0 {
+				ips = float64(step-lastLog) * float64(cfg.ImagesPerStep) / dt
+			}
+			pending = append(pending, record(step, res, time.Since(t0), ips))
+			bar.log(step, res, ips)
+			lastLog, lastLogTime = step, time.Now()
+		}
+		if cfg.CheckpointEvery > 0 && step%cfg.CheckpointEvery == 0 && step < cfg.Steps {
+			if err := flush(); err != nil {
+				return sum, err
+			}
+			if err := save(step); err != nil {
+				return sum, err
+			}
+		}
+	}
+	bar.finish()
+	if err := flush(); err != nil {
+		return sum, err
+	}
+	sum.Steps = CurrentStep(store)
+	if sum.Steps > start || sum.Checkpoint == "" {
+		if err := save(sum.Steps); err != nil {
+			return sum, err
+		}
+	}
+	sum.Elapsed = time.Since(t0)
+	if records, err := ReadMetrics(sum.Metrics); err == nil && len(records) > 1 {
+		if err := PlotLosses(records, lossKeys(records), cfg.Title, sum.Plot); err != nil {
+			return sum, err
+		}
+	} else {
+		sum.Plot = ""
+	}
+	return sum, nil
+}
+
+// lossKeys are the loss terms found in the metrics ("loss" first).
+func lossKeys(records []Record) []string {
+	set := map[string]bool{}
+	for _, r := range records {
+		for k := range r {
+			if k == "loss" || strings.HasPrefix(k, "loss/") {
+				set[k] = true
+			}
+		}
+	}
+	keys := []string{"loss"}
+	var rest []string
+	for k := range set {
+		if k != "loss" {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	return append(keys, rest...)
+}
+
+func record(step int64, r Result, elapsed time.Duration, imagesPerSec float64) Record {
+	rec := Record{"step": float64(step), "time_s": elapsed.Seconds(), "lr": r.LR, "grad_norm": r.GradNorm}
+	if imagesPerSec > 0 {
+		rec["images_per_s"] = imagesPerSec
+	}
+	for k, v := range r.Terms {
+		if k == "loss" {
+			rec["loss"] = v
+		} else {
+			rec["loss/"+k] = v
+		}
+	}
+	return rec
+}
+
+func formatTerms(terms map[string]float64) string {
+	names := make([]string, 0, len(terms))
+	for k := range terms {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	parts := make([]string, len(names))
+	for i, k := range names {
+		parts[i] = fmt.Sprintf("%s=%.4g", k, terms[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// progress shows a bar on a terminal and plain log lines elsewhere (CI logs stay readable).
+type progress struct {
+	bar *progressbar.ProgressBar
+	out io.Writer
+}
+
+func newProgress(out io.Writer, start, total int64) *progress {
+	p := &progress{out: out}
+	if f, ok := out.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(out),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("steps"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionFullWidth(),
+		)
+		p.bar.Set64(start)
+	}
+	return p
+}
+
+func (p *progress) update(step int64, r Result) {
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("loss %.4g", r.Loss()))
+		p.bar.Set64(step)
+	}
+}
+
+func (p *progress) log(step int64, r Result, ips float64) {
+	if p.bar != nil {
+		return
+	}
+	line := fmt.Sprintf("step %d: %s lr=%.3g grad_norm=%.3g", step, formatTerms(r.Terms), r.LR, r.GradNorm)
+	if ips > 0 {
+		line += fmt.Sprintf(" %.1f images/s", ips)
+	}
+	fmt.Fprintln(p.out, line)
+}
+
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Finish()
+		fmt.Fprintln(p.out)
+	}
+}

@@ -1,0 +1,472 @@
+package train
+
+import (
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dreamteacher-go/dreamteacher/backend"
+	"github.com/dreamteacher-go/dreamteacher/models/nn"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// quadratic is a loss with known gradients: loss = sum(w*c) + sum(b*d) + 0.5*sum(w^2), so
+// dw = c + w and db = d.
+var (
+	cVals = []float64{0.5, -1, 2, 0.1, -0.3, 1.5}
+	dVals = []float64{-2, 0.25}
+	w0    = []float64{0.2, -0.4, 1, 0.3, -0.7, 0.05}
+	b0    = []float64{1, -1}
+)
+
+func quadraticLoss(scope *model.Scope, batch []*Node) map[string]*Node {
+	g := batch[0].Graph()
+	w := scope.VariableWithValue("w", [][]float64{w0[:3], w0[3:]}).NodeValue(g)
+	b := scope.VariableWithValue("b", b0).NodeValue(g)
+	c := Reshape(Const(g, cVals), 2, 3)
+	d := Const(g, dVals)
+	loss := Add(Add(ReduceAllSum(Mul(w, c)), ReduceAllSum(Mul(b, d))), MulScalar(ReduceAllSum(Square(w)), 0.5))
+	return map[string]*Node{"loss": Mul(loss, batch[0])}
+}
+
+// reference implements the PyTorch update rules on flat slices.
+type reference struct {
+	name                string
+	lr, wd, b1, b2, eps float64
+	mom                 float64
+	nesterov            bool
+	m, v                map[int][]float64
+}
+
+func (r *reference) step(t int, params [][]float64, grads [][]float64, decays []bool) {
+	if r.m == nil {
+		r.m, r.v = map[int][]float64{}, map[int][]float64{}
+	}
+	for i, p := range params {
+		g := grads[i]
+		if r.m[i] == nil {
+			r.m[i], r.v[i] = make([]float64, len(p)), make([]float64, len(p))
+		}
+		m, v := r.m[i], r.v[i]
+		switch r.name {
+		case "sgd":
+			for j := range p {
+				gj := g[j]
+				if decays[i] {
+					gj += r.wd * p[j]
+				}
+				m[j] = r.mom*m[j] + gj
+				d := m[j]
+				if r.nesterov {
+					d = gj + r.mom*m[j]
+				}
+				p[j] -= r.lr * d
+			}
+		case "adamw", "lamb":
+			upd := make([]float64, len(p))
+			for j := range p {
+				m[j] = r.b1*m[j] + (1-r.b1)*g[j]
+				v[j] = r.b2*v[j] + (1-r.b2)*g[j]*g[j]
+				mh := m[j] / (1 - math.Pow(r.b1, float64(t)))
+				vh := v[j] / (1 - math.Pow(r.b2, float64(t)))
+				upd[j] = mh / (math.Sqrt(vh) + r.eps)
+			}
+			if r.name == "adamw" {
+				for j := range p {
+					if decays[i] {
+						p[j] *= 1 - r.lr*r.wd
+					}
+					p[j] -= r.lr * upd[j]
+				}
+				continue
+			}
+			if decays[i] {
+				for j := range p {
+					upd[j] += r.wd * p[j]
+				}
+			}
+			wn, un := 0.0, 0.0
+			for j := range p {
+				wn += p[j] * p[j]
+				un += upd[j] * upd[j]
+			}
+			trust := 1.0
+			if wn > 0 && un > 0 {
+				trust = math.Sqrt(wn) / math.Sqrt(un)
+			}
+			for j := range p {
+				p[j] -= r.lr * trust * upd[j]
+			}
+		}
+	}
+}
+
+func one() *tensors.Tensor { return tensors.FromScalar(1.0) }
+
+func TestOptimizersMatchPyTorchRules(t *testing.T) {
+	for _, tc := range []struct {
+		cfg OptimizerConfig
+		ref reference
+	}{
+		{OptimizerConfig{Name: "adamw", WeightDecay: 0.05}, reference{name: "adamw", wd: 0.05, b1: 0.9, b2: 0.95, eps: 1e-8}},
+		{OptimizerConfig{Name: "lamb", WeightDecay: 0.05}, reference{name: "lamb", wd: 0.05, b1: 0.9, b2: 0.95, eps: 1e-6}},
+		{OptimizerConfig{Name: "sgd", WeightDecay: 1e-4}, reference{name: "sgd", wd: 1e-4, mom: 0.9}},
+		{OptimizerConfig{Name: "sgd", Momentum: 0.8, Nesterov: true}, reference{name: "sgd", mom: 0.8, nesterov: true}},
+	} {
+		t.Run(tc.cfg.Name, func(t *testing.T) {
+			store := model.NewStore()
+			sched := Schedule{Kind: "constant", BaseLR: 0.1}
+			tr, err := NewTrainer(backend.Go(), store, Config{Optimizer: tc.cfg, Schedule: sched}, quadraticLoss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := tc.ref
+			ref.lr = 0.1
+			w, b := append([]float64{}, w0...), append([]float64{}, b0...)
+			for step := 1; step <= 3; step++ {
+				grads := [][]float64{make([]float64, 6), append([]float64{}, dVals...)}
+				for j := range w {
+					grads[0][j] = cVals[j] + w[j]
+				}
+				ref.step(step, [][]float64{w, b}, grads, []bool{true, false})
+				res, err := tr.Step(one())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Step != int64(step) || !res.Finite {
+					t.Fatalf("step %d: result %+v", step, res)
+				}
+			}
+			gotW := tensors.MustCopyFlatData[float64](store.GetVariable("/w").MustValue())
+			gotB := tensors.MustCopyFlatData[float64](store.GetVariable("/b").MustValue())
+			for j := range w {
+				if math.Abs(gotW[j]-w[j]) > 1e-12 {
+					t.Errorf("w[%d] = %.15g, want %.15g", j, gotW[j], w[j])
+				}
+			}
+			for j := range b {
+				if math.Abs(gotB[j]-b[j]) > 1e-12 {
+					t.Errorf("b[%d] = %.15g, want %.15g", j, gotB[j], b[j])
+				}
+			}
+		})
+	}
+}
+
+func TestScheduleGraphMatchesHost(t *testing.T) {
+	for _, s := range []Schedule{
+		{Kind: "cosine", BaseLR: 4e-3, MinLR: 1e-6, WarmupSteps: 3, TotalSteps: 10},
+		{Kind: "poly", BaseLR: 1e-2, MinLR: 1e-4, WarmupSteps: 0, TotalSteps: 8, Power: 0.9},
+		{Kind: "constant", BaseLR: 0.5, WarmupSteps: 2},
+	} {
+		steps := []int64{0, 1, 2, 3, 4, 6, 9, 10, 12}
+		got := MustExecOnce(backend.Go(), func(st *Node) *Node { return s.Graph(st) }, steps)
+		values := got.Value().([]float64)
+		for i, st := range steps {
+			want := s.At(int(st))
+			if math.Abs(float64(values[i])-want) > 1e-6*want+1e-9 {
+				t.Errorf("%s step %d: graph %g, host %g", s.Kind, st, values[i], want)
+			}
+		}
+	}
+	// Hand-computed points: warm-up is linear to the peak, cosine ends at MinLR.
+	s := Schedule{Kind: "cosine", BaseLR: 1, MinLR: 0, WarmupSteps: 4, TotalSteps: 12}
+	for step, want := range map[int]float64{0: 0.25, 3: 1, 4: 1, 8: 0.5, 12: 0} {
+		if got := s.At(step); math.Abs(got-want) > 1e-12 {
+			t.Errorf("cosine At(%d) = %g, want %g", step, got, want)
+		}
+	}
+	if err := (Schedule{Kind: "linear", BaseLR: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "linear") {
+		t.Errorf("unknown kind: error %v", err)
+	}
+}
+
+func TestClippingEMAAndFrozenScopes(t *testing.T) {
+	store := model.NewStore()
+	loss := func(scope *model.Scope, batch []*Node) map[string]*Node {
+		g := batch[0].Graph()
+		a := scope.In("student").VariableWithValue("a", []float64{3, 4}).NodeValue(g)
+		f := scope.In("teacher").VariableWithValue("f", []float64{1}).NodeValue(g)
+		// d loss/da = (3, 4): norm 5.
+		return map[string]*Node{"loss": Add(ReduceAllSum(Mul(a, Const(g, []float64{3, 4}))), ReduceAllSum(f))}
+	}
+	cfg := Config{
+		Optimizer: OptimizerConfig{Name: "sgd", Momentum: 0.5},
+		Schedule:  Schedule{Kind: "constant", BaseLR: 1},
+		ClipNorm:  1, EMADecay: 0.9, Train: []string{"/student"},
+	}
+	tr, err := NewTrainer(backend.Go(), store, cfg, loss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := tr.Step(one())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(res.GradNorm-5) > 1e-6 {
+		t.Errorf("grad norm %g, want 5 (before clipping)", res.GradNorm)
+	}
+	// Clipped gradient (0.6, 0.8): a = (3-0.6, 4-0.8).
+	a := tensors.MustCopyFlatData[float64](store.GetVariable("/student/a").MustValue())
+	if math.Abs(a[0]-2.4) > 1e-6 || math.Abs(a[1]-3.2) > 1e-6 {
+		t.Errorf("a = %v, want [2.4 3.2]", a)
+	}
+	if f := tensors.MustCopyFlatData[float64](store.GetVariable("/teacher/f").MustValue()); f[0] != 1 {
+		t.Errorf("frozen teacher variable changed to %v", f)
+	}
+	ema := tensors.MustCopyFlatData[float64](store.GetVariable("/ema/student/a").MustValue())
+	if math.Abs(ema[0]-(0.9*3+0.1*2.4)) > 1e-6 || math.Abs(ema[1]-(0.9*4+0.1*3.2)) > 1e-6 {
+		t.Errorf("ema = %v", ema)
+	}
+	if store.GetVariable("/ema/teacher/f") != nil {
+		t.Error("the EMA must only follow trained variables")
+	}
+}
+
+func TestNonFiniteStepChangesNothing(t *testing.T) {
+	store := model.NewStore()
+	tr, err := NewTrainer(backend.Go(), store, Config{
+		Optimizer: OptimizerConfig{Name: "adamw"}, Schedule: Schedule{Kind: "constant", BaseLR: 0.1},
+	}, quadraticLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Step(one()); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string][]float64{}
+	for v := range store.IterVariables() {
+		if v.DType() == dtypes.Float64 {
+			before[v.Path()] = tensors.MustCopyFlatData[float64](v.MustValue())
+		}
+	}
+	res, err := tr.Step(tensors.FromScalar(math.NaN()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Finite || res.Step != 1 || CurrentStep(store) != 1 {
+		t.Errorf("NaN step: %+v, step counter %d; want a skipped step", res, CurrentStep(store))
+	}
+	for path, vals := range before {
+		after := tensors.MustCopyFlatData[float64](store.GetVariable(path).MustValue())
+		for i := range vals {
+			if vals[i] != after[i] {
+				t.Fatalf("%s changed by a NaN step: %v -> %v", path, vals, after)
+			}
+		}
+	}
+}
+
+// dropoutModel uses the RNG (dropout), running statistics (BatchNorm) and Adam state: all must
+// be restored for resumption to be exact.
+func dropoutModel(scope *model.Scope, batch []*Node) map[string]*Node {
+	x, y := batch[0], batch[1]
+	h := nn.Linear(scope.In("fc1"), x, 8).Done()
+	h = nn.BatchNorm(scope.In("bn"), h).Done()
+	h = nn.Dropout(scope, nn.ReLU(h), 0.3)
+	p := nn.Linear(scope.In("fc2"), h, 1).Done()
+	mse := ReduceAllMean(Square(Sub(p, y)))
+	return map[string]*Node{"loss": mse, "mse": mse}
+}
+
+func batchAt(i int) []*tensors.Tensor {
+	x := make([]float32, 4*3)
+	y := make([]float32, 4)
+	for j := range x {
+		x[j] = float32(math.Sin(float64(i*12+j) * 0.7))
+	}
+	for j := range y {
+		y[j] = x[3*j] - 2*x[3*j+1]
+	}
+	return []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, 4, 3), tensors.FromFlatDataAndDimensions(y, 4, 1)}
+}
+
+func newDropoutTrainer(t *testing.T, store *model.Store) *Trainer {
+	store.SetParam("example_param", 7)
+	if err := store.SetRNGStateFromSeed(3); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := NewTrainer(backend.Go(), store, Config{
+		Optimizer: OptimizerConfig{Name: "adamw", WeightDecay: 0.05},
+		Schedule:  Schedule{BaseLR: 1e-2, WarmupSteps: 2, TotalSteps: 8},
+		ClipNorm:  1, EMADecay: 0.99,
+	}, dropoutModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+func TestResumeIsExact(t *testing.T) {
+	// Uninterrupted: 8 steps.
+	full := newDropoutTrainer(t, model.NewStore())
+	var want []float64
+	for i := range 8 {
+		res, err := full.Step(batchAt(i)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, res.Loss())
+	}
+	// Interrupted after 3 steps, resumed in a fresh process-like state from the checkpoint.
+	dir := t.TempDir()
+	store := model.NewStore()
+	first := newDropoutTrainer(t, store)
+	for i := range 3 {
+		if _, err := first.Step(batchAt(i)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path, err := Save(store, dir, CurrentStep(store), map[string]string{"data_position": "3"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumedStore := model.NewStore()
+	ck, err := Restore(resumedStore, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Step != 3 || ck.Meta["data_position"] != "3" {
+		t.Fatalf("restored %+v", ck)
+	}
+	if v, _ := resumedStore.GetParam("/example_param"); v != 7 {
+		t.Errorf("hyper-parameter restored as %#v, want int 7", v)
+	}
+	resumed, err := NewTrainer(backend.Go(), resumedStore, Config{
+		Optimizer: OptimizerConfig{Name: "adamw", WeightDecay: 0.05},
+		Schedule:  Schedule{BaseLR: 1e-2, WarmupSteps: 2, TotalSteps: 8},
+		ClipNorm:  1, EMADecay: 0.99,
+	}, dropoutModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 3; i < 8; i++ {
+		res, err := resumed.Step(batchAt(i)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Loss() != want[i] {
+			t.Errorf("step %d: resumed loss %.9g, uninterrupted %.9g", i+1, res.Loss(), want[i])
+		}
+	}
+}
+
+func TestCheckpointsKeepLastK(t *testing.T) {
+	dir := t.TempDir()
+	store := model.NewStore()
+	if _, err := store.CreateVariable("/a", tensors.FromValue([]float32{1, 2})); err != nil {
+		t.Fatal(err)
+	}
+	for step := int64(1); step <= 5; step++ {
+		if _, err := Save(store, dir, step, nil, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, _ := List(dir)
+	if len(all) != 2 || all[0].Step != 4 || all[1].Step != 5 {
+		t.Errorf("kept %+v, want steps 4 and 5", all)
+	}
+	if _, err := Restore(model.NewStore(), filepath.Join(dir, "missing.safetensors")); err == nil {
+		t.Error("restoring a missing file must fail")
+	}
+	bad := filepath.Join(dir, "ckpt-00000009.safetensors")
+	os.WriteFile(bad, []byte("garbage"), 0o644)
+	if _, err := Restore(model.NewStore(), bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("corrupt checkpoint: error %v, want one naming the file", err)
+	}
+}
+
+func TestLoadScope(t *testing.T) {
+	dir := t.TempDir()
+	src := model.NewStore()
+	src.CreateVariable("/student/backbone/conv/weights", tensors.FromValue([]float32{1, 2, 3}))
+	src.CreateVariable("/student/backbone/head/fc/weights", tensors.FromValue([]float32{9}))
+	src.CreateVariable("/student/regressor/out/weights", tensors.FromValue([]float32{5}))
+	src.CreateVariable("/optimizer/student/backbone/conv/weights/m", tensors.FromValue([]float32{0, 0, 0}))
+	path, err := Save(src, dir, 10, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := model.NewStore()
+	n, err := LoadScope(dst, path, LoadSpec{From: "/student/backbone", To: "/model/backbone", Skip: []string{"head/*"}})
+	if err != nil || n != 1 {
+		t.Fatalf("loaded %d, %v", n, err)
+	}
+	if got := tensors.MustCopyFlatData[float32](dst.GetVariable("/model/backbone/conv/weights").MustValue()); got[2] != 3 {
+		t.Errorf("loaded %v", got)
+	}
+	// Shape mismatch and missing variables are loud.
+	bad := model.NewStore()
+	bad.CreateVariable("/model/backbone/conv/weights", tensors.FromValue([]float32{1, 2}))
+	bad.CreateVariable("/model/backbone/extra/weights", tensors.FromValue([]float32{1}))
+	_, err = LoadScope(bad, path, LoadSpec{From: "/student/backbone", To: "/model/backbone", Skip: []string{"head/*"}, Strict: true})
+	if err == nil || !strings.Contains(err.Error(), "/model/backbone/conv/weights: the checkpoint has shape") ||
+		!strings.Contains(err.Error(), "/model/backbone/extra/weights is not in the checkpoint") {
+		t.Errorf("mismatch error: %v", err)
+	}
+	if _, err := LoadScope(model.NewStore(), path, LoadSpec{From: "/teacher"}); err == nil || !strings.Contains(err.Error(), "/student/backbone") {
+		t.Errorf("wrong scope error %v, want one listing the scopes present", err)
+	}
+}
+
+func TestLoopStopsOnNaNAndKeepsLastCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	store := model.NewStore()
+	tr, err := NewTrainer(backend.Go(), store, Config{
+		Optimizer: OptimizerConfig{Name: "sgd"}, Schedule: Schedule{Kind: "constant", BaseLR: 0.01},
+	}, quadraticLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	next := func() ([]*tensors.Tensor, error) {
+		i++
+		if i == 5 {
+			return []*tensors.Tensor{tensors.FromScalar(math.Inf(1))}, nil
+		}
+		return []*tensors.Tensor{one()}, nil
+	}
+	_, err = Run(tr, store, next, LoopConfig{Steps: 10, Dir: dir, CheckpointEvery: 2, LogEvery: 1, Out: io.Discard})
+	var nf *NonFiniteError
+	if !errors.As(err, &nf) || nf.Step != 5 || !strings.Contains(nf.LastCheckpoint, "ckpt-00000004") {
+		t.Fatalf("error %v, want a non-finite loss at step 5 with checkpoint 4 kept", err)
+	}
+	if !strings.Contains(err.Error(), "step 5") {
+		t.Errorf("message %q does not name the step", err)
+	}
+	last, _, _ := Latest(dir)
+	if last.Step != 4 {
+		t.Errorf("latest checkpoint %d, want 4", last.Step)
+	}
+}
+
+func TestLoopWritesMetricsAndPlot(t *testing.T) {
+	dir := t.TempDir()
+	store := model.NewStore()
+	tr, err := NewTrainer(backend.Go(), store, Config{
+		Optimizer: OptimizerConfig{Name: "adamw"}, Schedule: Schedule{BaseLR: 0.05, TotalSteps: 12},
+	}, quadraticLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() ([]*tensors.Tensor, error) { return []*tensors.Tensor{one()}, nil }
+	// Losses must be positive for the log plot: shift the quadratic.
+	sum, err := Run(tr, store, next, LoopConfig{Steps: 12, Dir: dir, LogEvery: 2, Out: io.Discard, Title: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := ReadMetrics(sum.Metrics)
+	if err != nil || len(records) != 6 || records[5]["step"] != 12 {
+		t.Fatalf("metrics %v, %v", records, err)
+	}
+	if sum.Checkpoint == "" || sum.Steps != 12 {
+		t.Errorf("summary %+v", sum)
+	}
+}

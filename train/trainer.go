@@ -1,0 +1,234 @@
+// Package train runs training: one compiled graph per step holding the forward pass, the
+// losses, the backward pass, gradient clipping, the optimiser update, the EMA of the weights
+// and the step counter; learning-rate schedules; checkpoints that are atomic and resume
+// exactly; and the training loop with its progress bar, metrics log and loss curves.
+package train
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// LossFn builds the losses of one training step from the batch inputs, in training mode. It
+// returns named scalar terms; the term "loss" is minimised, the others are logged.
+type LossFn func(scope *model.Scope, batch []*Node) map[string]*Node
+
+// Config of a Trainer.
+type Config struct {
+	Optimizer OptimizerConfig
+	Schedule  Schedule
+	// ClipNorm > 0 clips the global gradient norm (torch.nn.utils.clip_grad_norm_).
+	ClipNorm float64
+	// EMADecay > 0 keeps an exponential moving average of the trained weights under "/ema".
+	EMADecay float64
+	// Train lists the scope prefixes whose trainable variables are optimised (e.g. "/student");
+	// empty means every trainable variable the graph uses. Variables outside stay frozen.
+	Train []string
+}
+
+// StepVar is the path of the optimiser step counter (int64), saved in checkpoints.
+const StepVar = "/train/step"
+
+// Trainer compiles and runs the training step.
+type Trainer struct {
+	store  *model.Store
+	cfg    Config
+	opt    Optimizer
+	exec   *model.Exec
+	terms  []string // names of the loss terms, sorted, fixed at the first compilation
+	lossFn LossFn
+}
+
+// Result of one step.
+type Result struct {
+	Step     int64 // number of optimiser steps taken so far, this one included
+	Terms    map[string]float64
+	LR       float64
+	GradNorm float64
+	// Finite is false when the loss or the gradient norm was NaN or Inf: the step was not
+	// applied (no variable changed).
+	Finite bool
+}
+
+// Loss is the minimised term.
+func (r Result) Loss() float64 { return r.Terms["loss"] }
+
+// NewTrainer creates a trainer; the graph is compiled at the first Step.
+func NewTrainer(b compute.Backend, store *model.Store, cfg Config, lossFn LossFn) (*Trainer, error) {
+	if err := cfg.Schedule.Validate(); err != nil {
+		return nil, err
+	}
+	opt, err := NewOptimizer(cfg.Optimizer)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{store: store, cfg: cfg, opt: opt, lossFn: lossFn}
+	t.exec, err = model.NewExec(b, store, t.stepGraph)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// Step runs one training step on a batch (the inputs of LossFn).
+func (t *Trainer) Step(batch ...*tensors.Tensor) (Result, error) {
+	args := make([]any, len(batch))
+	for i, b := range batch {
+		args[i] = b
+	}
+	out, err := t.exec.Exec(args...)
+	if err != nil {
+		return Result{}, err
+	}
+	r := Result{Terms: map[string]float64{}}
+	for i, name := range t.terms {
+		r.Terms[name] = scalarValue(out[i])
+	}
+	n := len(t.terms)
+	r.LR = scalarValue(out[n])
+	r.GradNorm = scalarValue(out[n+1])
+	r.Finite = out[n+2].Value().(bool)
+	r.Step = out[n+3].Value().(int64)
+	return r, nil
+}
+
+// CurrentStep returns the number of steps taken (0 before the first, or as restored).
+func CurrentStep(store *model.Store) int64 {
+	v := store.GetVariable(StepVar)
+	if v == nil {
+		return 0
+	}
+	return v.MustValue().Value().(int64)
+}
+
+func scalarValue(t *tensors.Tensor) float64 {
+	switch v := t.Value().(type) {
+	case float32:
+		return float64(v)
+	case float64:
+		return v
+	}
+	panic(fmt.Sprintf("train: unexpected scalar %s", t.Shape()))
+}
+
+func (t *Trainer) trained(v *model.Variable, g *Graph) bool {
+	if !v.Trainable || !v.InUseByGraph(g) || !v.DType().IsFloat() {
+		return false
+	}
+	if len(t.cfg.Train) == 0 {
+		return true
+	}
+	for _, prefix := range t.cfg.Train {
+		if strings.HasPrefix(v.Path(), strings.TrimSuffix(prefix, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (t *Trainer) stepGraph(scope *model.Scope, batch []*Node) []*Node {
+	g := batch[0].Graph()
+	store := scope.Store()
+	store.SetTraining(g, true)
+	terms := t.lossFn(scope, batch)
+	loss, ok := terms["loss"]
+	if !ok || !loss.Shape().IsScalar() {
+		panic(fmt.Sprintf("train: the loss function must return a scalar term \"loss\", got %v", termNames(terms)))
+	}
+
+	// Variables to optimise, in a fixed order.
+	var vars []*model.Variable
+	for v := range store.IterVariables() {
+		if t.trained(v, g) {
+			vars = append(vars, v)
+		}
+	}
+	sort.Slice(vars, func(i, j int) bool { return vars[i].Path() < vars[j].Path() })
+	if len(vars) == 0 {
+		panic("train: the loss depends on no trainable variable (check Config.Train)")
+	}
+	nodes := make([]*Node, len(vars))
+	for i, v := range vars {
+		nodes[i] = v.NodeValue(g)
+	}
+	grads := Gradient(loss, nodes...)
+
+	// Global gradient norm, clipping.
+	sq := ScalarZero(g, dtypes.Float32)
+	for _, gr := range grads {
+		sq = Add(sq, ConvertDType(ReduceAllSum(Square(gr)), dtypes.Float32))
+	}
+	gradNorm := Sqrt(sq)
+	if t.cfg.ClipNorm > 0 {
+		coef := Min(DivScalar(Inverse(AddScalar(gradNorm, 1e-6)), 1/t.cfg.ClipNorm), OnesLike(gradNorm))
+		for i := range grads {
+			grads[i] = Mul(grads[i], ConvertDType(coef, grads[i].DType()))
+		}
+	}
+	finite := LogicalAnd(IsFinite(ConvertDType(loss, dtypes.Float32)), IsFinite(gradNorm))
+
+	// Step counter, learning rate, update.
+	stepVar := store.VariableWithValue(StepVar, int64(0)).SetTrainable(false)
+	step := stepVar.NodeValue(g) // steps already taken = 0-based index of this one
+	lr := t.cfg.Schedule.Graph(step)
+	next := AddScalar(step, 1)
+	newValues := t.opt.Apply(scope, vars, grads, lr, ConvertDType(next, dtypes.Float64))
+	for i, v := range vars {
+		v.SetNodeValue(newValues[i])
+	}
+	if t.cfg.EMADecay > 0 {
+		// The average starts at the weights before the first update it sees.
+		startedVar := store.VariableWithValue("/train/ema_started", false).SetTrainable(false)
+		started := startedVar.NodeValue(g)
+		for i, v := range vars {
+			ema := store.VariableWithShape("/ema"+v.Path(), v.Shape(), func(g *Graph, shape shapes.Shape) *Node {
+				return Zeros(g, shape)
+			}).SetTrainable(false)
+			prev := Where(started, ema.NodeValue(g), nodes[i])
+			d := t.cfg.EMADecay
+			ema.SetNodeValue(Add(MulScalar(prev, d), MulScalar(v.NodeValue(g), 1-d)))
+		}
+		startedVar.SetNodeValue(OnesLike(started))
+	}
+	stepVar.SetNodeValue(next)
+
+	// A non-finite step changes nothing: every variable the graph changed (weights, optimiser
+	// state, running statistics, EMA, RNG state, step) keeps its value.
+	params := map[string]*Node{}
+	for _, n := range g.Nodes() {
+		if n.Type() == NodeTypeParameter {
+			params[n.GetParameterName()] = n
+		}
+	}
+	for v := range store.IterVariables() {
+		if v.ChangedInGraph(g) {
+			if old, ok := params[v.Path()]; ok {
+				v.SetNodeValue(Where(finite, v.NodeValue(g), old))
+			}
+		}
+	}
+
+	t.terms = termNames(terms)
+	out := make([]*Node, 0, len(t.terms)+4)
+	for _, name := range t.terms {
+		out = append(out, ConvertDType(terms[name], dtypes.Float32))
+	}
+	return append(out, ConvertDType(lr, dtypes.Float32), gradNorm, finite, stepVar.NodeValue(g))
+}
+
+func termNames(terms map[string]*Node) []string {
+	names := make([]string, 0, len(terms))
+	for n := range terms {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
