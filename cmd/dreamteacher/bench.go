@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dreamteacher-go/dreamteacher/bench"
+)
+
+func init() {
+	register("bench", "time a training workload here and in PyTorch, side by side", runBench)
+}
+
+func runBench(args []string) error {
+	fs, backendFlag := flagSet("bench")
+	workload := fs.String("workload", "resnet18-cifar", "workload: "+strings.Join(bench.Names(), ", "))
+	sizesFlag := fs.String("sizes", "32,64", "comma-separated image sizes")
+	batch := fs.Int("batch", 8, "batch size")
+	warmup := fs.Int("warmup", 2, "untimed steps first (the first one compiles)")
+	steps := fs.Int("steps", 5, "timed steps (the median is reported)")
+	torch := fs.Bool("torch", true, "also run the PyTorch peer (scripts/bench_torch.py, Debian's python3-torch)")
+	threads := fs.Int("threads", 2, "PyTorch threads")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var sizes []int
+	for _, s := range strings.Split(*sizesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n <= 0 {
+			return usagef("--sizes: %q is not a positive integer", s)
+		}
+		sizes = append(sizes, n)
+	}
+	if _, ok := bench.Workloads[*workload]; !ok {
+		return usagef("--workload: unknown %q (known: %s)", *workload, strings.Join(bench.Names(), ", "))
+	}
+	if *batch <= 0 || *steps <= 0 || *warmup < 0 {
+		return usagef("--batch and --steps must be > 0 and --warmup >= 0")
+	}
+	b, choice, err := newBackend(*backendFlag)
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	fmt.Printf("machine: %s, %s; backend %s (%s)\n", host, cpuModel(), choice.Config, b.Description())
+	var ours []bench.Result
+	for _, size := range sizes {
+		r, err := bench.Run(b, *workload, size, *batch, *warmup, *steps)
+		if err != nil {
+			return err
+		}
+		ours = append(ours, r)
+	}
+	var peers []bench.Result
+	var torchErr error
+	if *torch {
+		peers, torchErr = bench.RunTorch("scripts/bench_torch.py", *workload, sizes, *batch, *warmup, *steps, *threads)
+		for i := range peers {
+			for _, o := range ours {
+				if o.Size == peers[i].Size {
+					peers[i].GFLOPPerStep = o.GFLOPPerStep
+				}
+			}
+		}
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tsize\tbatch\timplementation\tstep (s)\timages/s\tGFLOP/step\tGFLOP/s\tpeak RSS (MiB)\tratio\t")
+	for _, o := range ours {
+		row(tw, o, "")
+		for _, p := range peers {
+			if p.Size == o.Size {
+				row(tw, p, fmt.Sprintf("%.2fx", o.MedianStep/p.MedianStep))
+			}
+		}
+	}
+	tw.Flush()
+	if len(peers) > 0 {
+		fmt.Println("ratio = our step time / PyTorch's step time (lower is better; 1.0 is parity)")
+	}
+	if torchErr != nil {
+		fmt.Printf("PyTorch peer not run: %v\n", torchErr)
+	}
+	return nil
+}
+
+func row(tw *tabwriter.Writer, r bench.Result, ratio string) {
+	impl := r.Impl
+	if r.Threads > 0 {
+		impl += fmt.Sprintf(" (%d threads)", r.Threads)
+	}
+	rss := "-"
+	if r.PeakRSSMiB > 0 {
+		rss = fmt.Sprintf("%.0f", r.PeakRSSMiB)
+	}
+	fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t%s\t%s\t\n", r.Workload, r.Size, r.Batch, impl,
+		r.MedianStep, r.ImagesPerS, r.GFLOPPerStep, r.GFLOPPerS(), rss, ratio)
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	n := 0
+	model := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "processor") {
+			n++
+		}
+		if model == "" && strings.HasPrefix(line, "model name") {
+			model = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+		}
+	}
+	return fmt.Sprintf("%d x %s", n, model)
+}
