@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"sort"
@@ -213,4 +214,106 @@ func RunTorch(script, name string, sizes []int, batch, warmup, steps, threads in
 func lastLine(s string) string {
 	lines := strings.Split(s, "\n")
 	return lines[len(lines)-1]
+}
+
+// Verification compares a workload's loss and gradients on two backends from the same weights
+// and inputs (e.g. XLA on a GPU against the Go backend).
+type Verification struct {
+	Workload          string
+	LossRef, LossGot  float64
+	MaxGradRelErr     float64 // max over variables of ||g_got - g_ref|| / ||g_ref||
+	WorstVariable     string
+	NumGradsCompared  int
+	RefName, TestName string
+}
+
+// Verify runs the workload's forward and backward pass once on ref and once on test, with the
+// weights initialised on ref, and compares the results.
+func Verify(ref, test compute.Backend, name string, size, batch int) (Verification, error) {
+	w, ok := Workloads[name]
+	if !ok {
+		return Verification{}, fmt.Errorf("unknown workload %q", name)
+	}
+	lossFn, inputs := w(size, batch)
+	store := model.NewStore()
+	var paths []string
+	graphFn := func(scope *model.Scope, in []*Node) []*Node {
+		g := in[0].Graph()
+		store.SetTraining(g, true)
+		loss := lossFn(scope, in)["loss"]
+		var vars []*Node
+		paths = paths[:0]
+		for v := range store.IterVariables() {
+			if v.Trainable && v.InUseByGraph(g) {
+				vars = append(vars, v.NodeValue(g))
+				paths = append(paths, v.Path())
+			}
+		}
+		return append([]*Node{loss}, Gradient(loss, vars...)...)
+	}
+	args := make([]any, len(inputs))
+	for i, in := range inputs {
+		args[i] = in
+	}
+	run := func(b compute.Backend) ([]*tensors.Tensor, error) {
+		e, err := model.NewExec(b, store, graphFn)
+		if err != nil {
+			return nil, err
+		}
+		// BatchNorm running statistics change in the training graph: restore them after.
+		saved := map[*model.Variable]*tensors.Tensor{}
+		for v := range store.IterVariables() {
+			if v.HasValue() {
+				c, _ := v.MustValue().LocalClone()
+				saved[v] = c
+			}
+		}
+		out, err := e.Exec(args...)
+		for v, val := range saved {
+			v.MustSetValue(val)
+		}
+		return out, err
+	}
+	refOut, err := run(ref)
+	if err != nil {
+		return Verification{}, err
+	}
+	testOut, err := run(test)
+	if err != nil {
+		return Verification{}, err
+	}
+	v := Verification{Workload: name, RefName: ref.String(), TestName: test.String(),
+		LossRef: toF64(refOut[0])[0], LossGot: toF64(testOut[0])[0]}
+	for i := 1; i < len(refOut); i++ {
+		a, b := toF64(refOut[i]), toF64(testOut[i])
+		var d, n float64
+		for j := range a {
+			d += (a[j] - b[j]) * (a[j] - b[j])
+			n += a[j] * a[j]
+		}
+		if n == 0 {
+			continue
+		}
+		rel := math.Sqrt(d / n)
+		v.NumGradsCompared++
+		if rel > v.MaxGradRelErr {
+			v.MaxGradRelErr, v.WorstVariable = rel, paths[i-1]
+		}
+	}
+	return v, nil
+}
+
+func toF64(t *tensors.Tensor) []float64 {
+	var out []float64
+	t.MustConstFlatData(func(flat any) {
+		switch f := flat.(type) {
+		case []float32:
+			for _, x := range f {
+				out = append(out, float64(x))
+			}
+		case []float64:
+			out = append(out, f...)
+		}
+	})
+	return out
 }

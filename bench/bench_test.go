@@ -48,3 +48,13 @@ func TestProfile(t *testing.T) {
 	pprof.StopCPUProfile()
 	f.Close()
 }
+
+func TestVerifySameBackendIsExact(t *testing.T) {
+	v, err := Verify(backend.Go(), backend.Go(), "resnet18-cifar", 8, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.LossRef != v.LossGot || v.MaxGradRelErr != 0 || v.NumGradsCompared < 60 {
+		t.Errorf("verification of a backend against itself: %+v", v)
+	}
+}

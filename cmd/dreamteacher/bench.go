@@ -2,11 +2,13 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/bench"
 )
 
@@ -23,6 +25,8 @@ func runBench(args []string) error {
 	steps := fs.Int("steps", 5, "timed steps (the median is reported)")
 	torch := fs.Bool("torch", true, "also run the PyTorch peer (scripts/bench_torch.py, Debian's python3-torch)")
 	threads := fs.Int("threads", 2, "PyTorch threads")
+	verify := fs.Bool("verify", false, "first compare the loss and gradients on this backend with the Go backend (same weights and inputs)")
+	peak := fs.Float64("peak-tflops", 0, "the device's peak TFLOP/s, to print the model FLOPs utilisation (MFU)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -43,6 +47,15 @@ func runBench(args []string) error {
 	b, choice, err := newBackend(*backendFlag)
 	if err != nil {
 		return err
+	}
+	if *verify {
+		v, err := bench.Verify(backend.Go(), b, *workload, sizes[0], *batch)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("verify %s at %d px, batch %d: loss %s %.6g vs go %.6g (rel. diff %.2e); gradients of %d variables: max relative error %.2e (%s)\n",
+			v.Workload, sizes[0], *batch, v.TestName, v.LossGot, v.LossRef, math.Abs(v.LossGot-v.LossRef)/math.Abs(v.LossRef),
+			v.NumGradsCompared, v.MaxGradRelErr, v.WorstVariable)
 	}
 	host, _ := os.Hostname()
 	fmt.Printf("machine: %s, %s; backend %s (%s)\n", host, cpuModel(), choice.Config, b.Description())
@@ -77,6 +90,11 @@ func runBench(args []string) error {
 		}
 	}
 	tw.Flush()
+	if *peak > 0 {
+		for _, o := range ours {
+			fmt.Printf("MFU at %d px: %.1f%% of %.0f TFLOP/s\n", o.Size, 100*o.GFLOPPerS()/(*peak*1e3), *peak)
+		}
+	}
 	if len(peers) > 0 {
 		fmt.Println("ratio = our step time / PyTorch's step time (lower is better; 1.0 is parity)")
 	}
