@@ -72,7 +72,8 @@ type Options struct {
 	// NumClasses > 0 adds the classification head ("head" scope) and returns logits.
 	NumClasses int
 	// SmallInputStem replaces the stem by one for tiny (e.g. 32x32) images: ResNet's CIFAR stem
-	// (3x3 stride-1 conv, no max-pool); feature strides are then 1, 2, 4, 8.
+	// (3x3 stride-1 conv, no max-pool; feature strides 1, 2, 4, 8) or a 2x2 stride-2 ConvNeXt
+	// stem (strides 2, 4, 8, 16).
 	SmallInputStem bool
 	// DropPath is the stochastic depth rate of the last block (ConvNeXt), linearly increasing.
 	DropPath float64

@@ -293,3 +293,30 @@ func TestLinear(t *testing.T) {
 		return Linear(s.In("fc"), in[0], 3).Done()
 	}, gradcheck.RandomTensor(12, 2, 4, 5))
 }
+
+func TestErfInvAndTruncNormal(t *testing.T) {
+	xs := []float64{-0.999, -0.9, -0.3, 0, 0.2, 0.7, 0.95, 0.9999}
+	got := flat64(run(t, false, func(_ *model.Scope, x *Node) *Node { return ErfInv(x) }, t64([]int{len(xs)}, xs...)))
+	for i, x := range xs {
+		if back := math.Erf(got[i]); math.Abs(back-x) > 1e-6 {
+			t.Errorf("erf(erfinv(%g)) = %g", x, back)
+		}
+	}
+	// 20000 draws of trunc_normal(std=0.5): within ±1, mean ~0, std ~0.5*0.8796 (truncated at 2σ).
+	vals := flat64(run(t, false, func(s *model.Scope, x *Node) *Node {
+		return TruncNormalInit(0.5)(s, 0, 0)(x.Graph(), x.Shape())
+	}, tensors.FromFlatDataAndDimensions(make([]float64, 20000), 20000)))
+	var mean, sq float64
+	for _, v := range vals {
+		if math.Abs(v) > 1+1e-9 {
+			t.Fatalf("value %g outside ±2 std", v)
+		}
+		mean += v
+		sq += v * v
+	}
+	mean /= float64(len(vals))
+	std := math.Sqrt(sq/float64(len(vals)) - mean*mean)
+	if math.Abs(mean) > 0.01 || math.Abs(std-0.5*0.8796) > 0.01 {
+		t.Errorf("trunc normal mean %.4f std %.4f, want 0 and %.4f", mean, std, 0.5*0.8796)
+	}
+}

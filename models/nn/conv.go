@@ -211,6 +211,7 @@ type ConvBuilder struct {
 	bias     bool
 	padSame  bool
 	init     Init
+	biasInit Init
 	zeroInit bool
 	spectral bool
 }
@@ -247,6 +248,9 @@ func (b *ConvBuilder) Bias(bias bool) *ConvBuilder { b.bias = bias; return b }
 
 // Init sets the weights initialiser (default PyTorch's Conv2d default).
 func (b *ConvBuilder) Init(init Init) *ConvBuilder { b.init = init; return b }
+
+// BiasInit sets the bias initialiser (default PyTorch's Conv2d default).
+func (b *ConvBuilder) BiasInit(init Init) *ConvBuilder { b.biasInit = init; return b }
 
 // ZeroInit initialises weights and bias to zero, as guided-diffusion's zero_module: the
 // residual branch that ends in this conv starts as the identity.
@@ -297,7 +301,10 @@ func (b *ConvBuilder) Done() *Node {
 	}
 	y := Conv2DOp(x, w, cfg)
 	if b.bias {
-		biasInit := PyTorchDefaultInit
+		biasInit := b.biasInit
+		if biasInit == nil {
+			biasInit = PyTorchDefaultInit
+		}
 		if b.zeroInit {
 			biasInit = ZeroInit
 		}

@@ -45,19 +45,38 @@ func XavierUniformInit(scope *model.Scope, fanIn, fanOut int) model.VariableInit
 	return uniform(scope, math.Sqrt(6/float64(max(fanIn+fanOut, 1))))
 }
 
-// TruncNormalInit returns timm's trunc_normal_(std) init, truncated at ±2 std.
+// TruncNormalInit returns timm's trunc_normal_(std) init, truncated at ±2 std, by the inverse
+// CDF: u uniform in [Φ(-2), Φ(2)], x = √2·erfinv(2u-1) (one uniform draw per value).
 func TruncNormalInit(std float64) Init {
 	return func(scope *model.Scope, _, _ int) model.VariableInitializer {
 		return func(g *Graph, shape shapes.Shape) *Node {
-			// Redraw the values outside ±2 a few times; the few left (probability 0.046^4) are clipped.
-			x := scope.RandomNormal(g, shape)
-			for range 3 {
-				outside := GreaterThan(Abs(x), Scalar(g, shape.DType, 2))
-				x = Where(outside, scope.RandomNormal(g, shape), x)
-			}
+			lo := 0.5 * (1 + math.Erf(-2/math.Sqrt2))
+			u := AddScalar(MulScalar(scope.RandomUniform(g, shape), 1-2*lo), lo)
+			x := MulScalar(ErfInv(AddScalar(MulScalar(u, 2), -1)), math.Sqrt2)
 			return MulScalar(ClipScalar(x, -2, 2), std)
 		}
 	}
+}
+
+// ErfInv is the inverse error function on (-1, 1), by M. Giles' single-precision rational
+// approximation ("Approximating the erfinv function", 2010), accurate to ~1e-7 relative: enough
+// for initialisation, not for gradients (none is defined through it).
+func ErfInv(x *Node) *Node {
+	g := x.Graph()
+	w := Neg(Log(OneMinus(Square(x)))) // -log((1-x)(1+x))
+	poly := func(t *Node, coeffs []float64) *Node {
+		p := Scalar(g, x.DType(), coeffs[0])
+		for _, c := range coeffs[1:] {
+			p = AddScalar(Mul(p, t), c)
+		}
+		return p
+	}
+	central := poly(AddScalar(w, -2.5), []float64{2.81022636e-08, 3.43273939e-07, -3.5233877e-06, -4.39150654e-06,
+		0.00021858087, -0.00125372503, -0.00417768164, 0.246640727, 1.50140941})
+	tail := poly(AddScalar(Sqrt(Max(w, Scalar(g, x.DType(), 5))), -3), []float64{-0.000200214257, 0.000100950558,
+		0.00134934322, -0.00367342844, 0.00573950773, -0.0076224613, 0.00943887047, 1.00167406, 2.83297682})
+	p := Where(LessThan(w, Scalar(g, x.DType(), 5)), central, tail)
+	return StopGradient(Mul(p, x))
 }
 
 // ZeroInit initialises to zeros.

@@ -13,6 +13,7 @@ type LinearBuilder struct {
 	out      int
 	bias     bool
 	init     Init
+	biasInit Init
 	zeroInit bool
 	spectral bool
 }
@@ -29,6 +30,9 @@ func (b *LinearBuilder) Bias(bias bool) *LinearBuilder { b.bias = bias; return b
 // Init sets the weights initialiser.
 func (b *LinearBuilder) Init(init Init) *LinearBuilder { b.init = init; return b }
 
+// BiasInit sets the bias initialiser (default PyTorch's Linear default).
+func (b *LinearBuilder) BiasInit(init Init) *LinearBuilder { b.biasInit = init; return b }
+
 // ZeroInit initialises weights and bias to zero.
 func (b *LinearBuilder) ZeroInit() *LinearBuilder { b.zeroInit = true; return b }
 
@@ -42,9 +46,12 @@ func (b *LinearBuilder) Done() *Node {
 		exceptions.Panicf("Linear at %q: x must have at least one axis, got %s", b.scope.Scope(), x.Shape())
 	}
 	in := x.Shape().Dim(-1)
-	init, biasInit := b.init, Init(PyTorchDefaultInit)
+	init, biasInit := b.init, b.biasInit
 	if init == nil {
 		init = PyTorchDefaultInit
+	}
+	if biasInit == nil {
+		biasInit = PyTorchDefaultInit
 	}
 	if b.zeroInit {
 		init, biasInit = ZeroInit, ZeroInit

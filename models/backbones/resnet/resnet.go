@@ -6,6 +6,8 @@ package resnet
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/dreamteacher-go/dreamteacher/models/backbones"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
@@ -138,4 +140,41 @@ func residual(scope *model.Scope, x *Node, block Block, planes, stride int) *Nod
 		h = nn.BatchNorm(scope.In("bn3"), conv(scope.In("conv3"), h, out, 1, 1, 0)).Done()
 	}
 	return nn.ReLU(Add(h, shortcut))
+}
+
+// TorchvisionKey maps one of our variable paths (e.g. /layer1/block0/conv1/weights, relative
+// to the backbone's scope) to torchvision's state-dict key (layer1.0.conv1.weight), and the axis
+// permutation from PyTorch's layout to ours (nil if none).
+func TorchvisionKey(path string) (string, []int) {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	name := parts[len(parts)-1]
+	var keys []string
+	for _, p := range parts[:len(parts)-1] {
+		switch {
+		case p == "stem" || p == "head":
+		case p == "downsample":
+			keys = append(keys, p)
+		case strings.HasPrefix(p, "block"):
+			keys = append(keys, strings.TrimPrefix(p, "block"))
+		case p == "conv" && slices.Contains(keys, "downsample"):
+			keys = append(keys, "0")
+		case p == "bn" && slices.Contains(keys, "downsample"):
+			keys = append(keys, "1")
+		default:
+			keys = append(keys, p)
+		}
+	}
+	var perm []int
+	switch name {
+	case "weights":
+		name, perm = "weight", []int{2, 3, 1, 0}
+		if keys[len(keys)-1] == "fc" {
+			perm = []int{1, 0}
+		}
+	case "biases", "offset":
+		name = "bias"
+	case "scale":
+		name = "weight"
+	}
+	return strings.Join(append(keys, name), "."), perm
 }
