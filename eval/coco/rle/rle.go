@@ -102,17 +102,32 @@ func (r RLE) DecodeColumnMajor() ([]uint8, error) {
 
 // Decode expands r into an H*W mask of 0s and 1s stored row by row.
 func (r RLE) Decode() ([]uint8, error) {
-	col, err := r.DecodeColumnMajor()
-	if err != nil {
-		return nil, err
+	mask := make([]uint8, r.H*r.W)
+	return mask, r.DecodeInto(mask)
+}
+
+// DecodeInto sets to 1 the foreground pixels of r in mask (H*W, row by row), leaving the others
+// as they are: decoding several RLEs into one mask gives their union.
+func (r RLE) DecodeInto(mask []uint8) error {
+	if err := r.Validate(); err != nil {
+		return err
 	}
-	mask := make([]uint8, len(col))
-	for x := range r.W {
-		for y := range r.H {
-			mask[y*r.W+x] = col[x*r.H+y]
+	if len(mask) != r.H*r.W {
+		return fmt.Errorf("rle: mask of %d pixels for a %dx%d RLE", len(mask), r.H, r.W)
+	}
+	var v uint32
+	p := 0
+	for _, c := range r.Counts {
+		if v == 1 {
+			for k := p; k < p+int(c); k++ {
+				x, y := k/r.H, k%r.H
+				mask[y*r.W+x] = 1
+			}
 		}
+		p += int(c)
+		v = 1 - v
 	}
-	return mask, nil
+	return nil
 }
 
 // Area is the number of foreground pixels (maskApi.c's rleArea).

@@ -1,0 +1,193 @@
+package scenes
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/datasets/coco"
+)
+
+func TestGenerateReadsBack(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Train: 24, Val: 8, Size: 64, Seed: 7}
+	start := time.Now()
+	if err := Generate(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("generated %d scenes of %dpx in %v", cfg.Train+cfg.Val, cfg.Size, time.Since(start))
+
+	for _, split := range []string{"train", "val"} {
+		sem, err := Open(dir, split, datasets.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins, err := Open(dir, split, datasets.Options{Task: "instance"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]int{"train": cfg.Train, "val": cfg.Val}[split]
+		if sem.Len() != want || ins.Len() != want {
+			t.Fatalf("%s: %d semantic and %d instance samples, want %d", split, sem.Len(), ins.Len(), want)
+		}
+		if len(sem.Classes()) != len(Classes) || len(ins.Classes()) != len(Classes) {
+			t.Fatalf("classes %v / %v, want %v", sem.Classes(), ins.Classes(), Classes)
+		}
+		forms := map[string]int{}
+		for i := 0; i < want; i++ {
+			a, err := sem.Get(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := ins.Get(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Every labelled pixel belongs to exactly one instance of the same class; every
+			// background pixel (255 after reduce_zero_label) to none.
+			n := cfg.Size * cfg.Size
+			cover := make([]int, n)
+			for _, inst := range b.Instances {
+				for p, v := range inst.Mask {
+					if v == 0 {
+						continue
+					}
+					cover[p]++
+					if int(a.Semantic[p]) != inst.Class {
+						t.Fatalf("%s: instance %d (class %d) covers pixel %d of class %d", b.Path, inst.ID, inst.Class, p, a.Semantic[p])
+					}
+				}
+			}
+			for p := 0; p < n; p++ {
+				want := 1
+				if a.Semantic[p] == datasets.IgnoreLabel {
+					want = 0
+				}
+				if cover[p] != want {
+					t.Fatalf("%s: pixel %d (label %d) is covered by %d instances", b.Path, p, a.Semantic[p], cover[p])
+				}
+			}
+			if a.Image.W != cfg.Size || b.Image.H != cfg.Size {
+				t.Fatalf("image size %dx%d", a.Image.W, a.Image.H)
+			}
+		}
+		f := readCOCO(t, filepath.Join(COCODir(dir), "annotations", "instances_"+split+"2017.json"))
+		for _, a := range f.Annotations {
+			switch {
+			case a.Segmentation[0] == '[':
+				forms["polygon"]++
+			case a.IsCrowd == 1:
+				forms["uncompressed RLE"]++
+			default:
+				forms["compressed RLE"]++
+			}
+		}
+		t.Logf("%s segmentation forms: %v", split, forms)
+		if split == "train" && (forms["polygon"] == 0 || forms["compressed RLE"] == 0 || forms["uncompressed RLE"] == 0) {
+			t.Errorf("train split should use all three segmentation forms, got %v", forms)
+		}
+	}
+}
+
+func readCOCO(t *testing.T, path string) coco.File {
+	t.Helper()
+	var f coco.File
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func hashTree(t *testing.T, dir string) map[string][32]byte {
+	t.Helper()
+	out := map[string][32]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = sha256.Sum256(data)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestDeterministicAcrossWorkers(t *testing.T) {
+	a, b, c := t.TempDir(), t.TempDir(), t.TempDir()
+	cfg := Config{Train: 6, Val: 3, Size: 48, Seed: 3, Workers: 1}
+	if err := Generate(a, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Workers = 3
+	if err := Generate(b, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Seed = 4
+	if err := Generate(c, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ha, hb, hc := hashTree(t, a), hashTree(t, b), hashTree(t, c)
+	if len(ha) != len(hb) {
+		t.Fatalf("%d files vs %d", len(ha), len(hb))
+	}
+	same := 0
+	for k, v := range ha {
+		if hb[k] != v {
+			t.Errorf("%s differs between 1 and 3 workers", k)
+		}
+		if hc[k] == v {
+			same++
+		}
+	}
+	if same > 2 { // objectInfo150.txt and scenes.json may coincide
+		t.Errorf("%d files identical with another seed", same)
+	}
+}
+
+func TestEnsureAndOpenGenerate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "scenes")
+	cfg := Config{Train: 2, Val: 1, Size: 32, Seed: 1}
+	if err := Ensure(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(dir, stampFile))
+	if err := Ensure(dir, cfg); err != nil {
+		t.Fatal(err)
+	}
+	st2, _ := os.Stat(filepath.Join(dir, stampFile))
+	if !st.ModTime().Equal(st2.ModTime()) {
+		t.Error("Ensure regenerated an up-to-date folder")
+	}
+	if _, err := Open(t.TempDir(), "val", datasets.Options{Task: "panoptic"}); err == nil {
+		t.Error("unknown task accepted")
+	}
+	notEmpty := t.TempDir()
+	os.WriteFile(filepath.Join(notEmpty, "x"), nil, 0o644)
+	if _, err := Open(notEmpty, "val", datasets.Options{}); err == nil {
+		t.Error("Open generated into a non-empty folder")
+	}
+}
+
+func BenchmarkGenerate128(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		if err := Generate(b.TempDir(), Config{Train: 200, Val: 56, Size: 128, Seed: int64(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
