@@ -303,7 +303,7 @@ func (d *Dataset) instance(a Annotation, im Image) (datasets.Instance, error) {
 }
 
 // DecodeSegmentation decodes a COCO segmentation (polygons, uncompressed or compressed RLE) to
-// a row-major h x w 0/1 mask with Codec; an absent or null one gives nil.
+// a row-major h x w 0/1 mask; an absent or null one gives nil.
 func DecodeSegmentation(raw json.RawMessage, h, w int) ([]uint8, error) {
 	t := strings.TrimSpace(string(raw))
 	switch {
