@@ -153,3 +153,19 @@ func Stride(level string) int {
 	}
 	return 0
 }
+
+// ImageNet mean and standard deviation of RGB values in [0, 1], the input normalisation of
+// every backbone (torchvision's and timm's).
+var (
+	ImageNetMean = [3]float64{0.485, 0.456, 0.406}
+	ImageNetStd  = [3]float64{0.229, 0.224, 0.225}
+)
+
+// Normalize maps images [N, H, W, 3] with values in [0, 1] to the backbones' input:
+// (x - ImageNetMean) / ImageNetStd per channel.
+func Normalize(x *Node) *Node {
+	g := x.Graph()
+	mean := ConvertDType(Reshape(Const(g, ImageNetMean[:]), 1, 1, 1, 3), x.DType())
+	std := ConvertDType(Reshape(Const(g, ImageNetStd[:]), 1, 1, 1, 3), x.DType())
+	return Div(Sub(x, mean), std)
+}

@@ -1,0 +1,299 @@
+// Package finetune fine-tunes a backbone — distilled by DreamTeacher, randomly initialised, or
+// converted from supervised weights — on the downstream dense tasks: semantic segmentation
+// with UperNet (this file) and instance segmentation with Mask R-CNN, including the
+// label-efficient protocol (a deterministic subset of the labelled images).
+package finetune
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"time"
+
+	"github.com/dreamteacher-go/dreamteacher/configs"
+	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/datasets/loader"
+	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
+	"github.com/dreamteacher-go/dreamteacher/eval/semseg"
+	"github.com/dreamteacher-go/dreamteacher/losses/seg"
+	"github.com/dreamteacher-go/dreamteacher/models/backbones"
+	"github.com/dreamteacher-go/dreamteacher/models/heads/upernet"
+	"github.com/dreamteacher-go/dreamteacher/models/nn"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/viz"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// SemsegDefaults are the settings of semantic segmentation fine-tuning; configs/*.conf set them
+// per experiment (ADE20K 160k, BDD100K, CamVid, the demo).
+func SemsegDefaults() map[string]any {
+	return map[string]any{
+		"dataset":     "camvid", // registered dataset name
+		"data":        "",       // its root folder
+		"train_split": "train",
+		"val_split":   "val",
+		// keep_zero_label keeps label 0 as a class where a dataset ignores it by default
+		// (ADE20K layout: the generated scenes' background).
+		"keep_zero_label": false,
+		"backbone":        "resnet18",
+		"small_stem":      false,
+		// init is "random" or a checkpoint whose init_scope holds the backbone (a distilled
+		// student: /student/backbone; a converted supervised model: /model/backbone).
+		"init":             "random",
+		"init_scope":       "/student/backbone",
+		"crop":             []int{128, 128},   // training crop (height, width)
+		"scale":            []int{512, 128},   // rescale base (long, short edge), scaled by ratio
+		"ratio":            []float64{0.5, 2}, // random rescale range
+		"eval_size":        []int{},           // (height, width) fitted and padded; empty: native size
+		"batch":            8,
+		"steps":            1000,
+		"optimizer":        "adamw",
+		"lr":               2e-4,
+		"weight_decay":     0.01,
+		"schedule":         "poly",
+		"warmup":           50,
+		"min_lr":           0.0,
+		"head_channels":    256,
+		"aux_weight":       0.4,
+		"label_fraction":   1.0, // label-efficient protocol: fraction of labelled train images ...
+		"label_count":      0,   // ... or their number (> 0 takes precedence)
+		"seed":             0,
+		"workers":          2,
+		"checkpoint_every": 0,
+		"log_every":        10,
+		"overlays":         6, // validation images drawn with predictions
+	}
+}
+
+// SemsegResult is what a fine-tuning run produced.
+type SemsegResult struct {
+	Metrics       semseg.Result
+	Classes       []string
+	LabeledImages int
+	Checkpoint    string
+	Overlays      string // PNG of predictions on validation images
+	TrainTime     time.Duration
+	EvalTime      time.Duration
+}
+
+// semsegSetup holds what training and evaluation share.
+type semsegSetup struct {
+	store      *model.Store
+	backbone   backbones.Entry
+	numClasses int
+	headCfg    upernet.Config
+	smallStem  bool
+}
+
+// forward builds the model on images in [0, 1] and returns UperNet's output.
+func (s *semsegSetup) forward(scope *model.Scope, images *Node) upernet.Output {
+	feats := s.backbone.Build(scope.In("backbone"), backbones.Normalize(images), backbones.Options{SmallInputStem: s.smallStem}).Features
+	return upernet.Build(scope.In("head"), feats, s.numClasses, s.headCfg)
+}
+
+// Semseg fine-tunes and evaluates UperNet on the store's settings (see SemsegDefaults), writing
+// checkpoints, metrics, loss curves and overlays under outDir. A store restored from a
+// checkpoint of outDir resumes at its step.
+func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer) (SemsegResult, error) {
+	str := func(k string) string { return configs.Get[string](store, k) }
+	num := func(k string) int { return configs.Get[int](store, k) }
+	flt := func(k string) float64 { return configs.Get[float64](store, k) }
+	ints := func(k string) []int { return configs.Get[[]int](store, k) }
+
+	entry, err := backbones.Get(str("backbone"))
+	if err != nil {
+		return SemsegResult{}, err
+	}
+	dsOpts := datasets.Options{Task: "semantic", KeepZeroLabel: configs.Get[bool](store, "keep_zero_label")}
+	trainDS, err := datasets.Open(str("dataset"), str("data"), str("train_split"), dsOpts)
+	if err != nil {
+		return SemsegResult{}, err
+	}
+	valDS, err := datasets.Open(str("dataset"), str("data"), str("val_split"), dsOpts)
+	if err != nil {
+		return SemsegResult{}, err
+	}
+	classes := trainDS.Classes()
+	if len(classes) == 0 {
+		return SemsegResult{}, fmt.Errorf("dataset %s has no classes: not a segmentation dataset", trainDS.Name())
+	}
+	labeled, err := datasets.LabeledSubset(trainDS.Len(), flt("label_fraction"), num("label_count"), uint64(num("seed")))
+	if err != nil {
+		return SemsegResult{}, fmt.Errorf("label_fraction/label_count: %w", err)
+	}
+	if len(labeled) < trainDS.Len() {
+		trainDS, err = datasets.NewSubset(trainDS, labeled, fmt.Sprintf("%s[%d labelled]", trainDS.Name(), len(labeled)))
+		if err != nil {
+			return SemsegResult{}, err
+		}
+	}
+	crop, scale := ints("crop"), ints("scale")
+	if len(crop) != 2 || len(scale) != 2 {
+		return SemsegResult{}, fmt.Errorf("crop and scale must be (height, width) and (long, short) pairs, got %v and %v", crop, scale)
+	}
+	ratio := configs.Get[[]float64](store, "ratio")
+	trainLoader, err := loader.New(trainDS, loader.Config{
+		BatchSize: num("batch"), Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"),
+		Transform: transforms.Compose(
+			transforms.RandomRescale{Scale: [2]int{scale[0], scale[1]}, RatioRange: [2]float64{ratio[0], ratio[1]}},
+			transforms.RandomCrop{W: crop[1], H: crop[0], CatMaxRatio: 0.75},
+			transforms.HFlip{P: 0.5},
+			transforms.Pad{W: crop[1], H: crop[0]},
+		),
+	})
+	if err != nil {
+		return SemsegResult{}, err
+	}
+	setup := &semsegSetup{store: store, backbone: entry, numClasses: len(classes), smallStem: configs.Get[bool](store, "small_stem"),
+		headCfg: upernet.Config{Channels: num("head_channels"), AuxChannels: num("head_channels") / 2}}
+
+	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
+		images, labels, valid := in[0], in[1], in[2]
+		// Padding samples of the last batch of an epoch are ignored.
+		ignore := Scalar(labels.Graph(), labels.DType(), datasets.IgnoreLabel)
+		validMask := BroadcastToShape(Reshape(GreaterThan(valid, ZerosLike(valid)), valid.Shape().Dim(0), 1, 1), labels.Shape())
+		labels = Where(validMask, labels, BroadcastToShape(ignore, labels.Shape()))
+		out := setup.forward(scope.In("model"), images)
+		h, w := labels.Shape().Dim(1), labels.Shape().Dim(2)
+		ce := seg.CrossEntropy(nn.ResizeBilinear(out.Logits, h, w), labels, datasets.IgnoreLabel)
+		terms := map[string]*Node{"ce": ce, "loss": ce}
+		if out.AuxLogits != nil && flt("aux_weight") > 0 {
+			aux := seg.CrossEntropy(nn.ResizeBilinear(out.AuxLogits, h, w), labels, datasets.IgnoreLabel)
+			terms["aux_ce"] = aux
+			terms["loss"] = Add(ce, MulScalar(aux, flt("aux_weight")))
+		}
+		return terms
+	}
+
+	// Create the variables, then load the initial backbone (only at the start of a run).
+	bs := num("batch")
+	inShapes := []shapes.Shape{shapes.Make(dtypes.Float32, bs, crop[0], crop[1], 3), shapes.Make(dtypes.Int32, bs, crop[0], crop[1]), shapes.Make(dtypes.Float32, bs)}
+	if err := train.Declare(b, store, inShapes, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
+		return SemsegResult{}, err
+	}
+	if train.CurrentStep(store) == 0 && str("init") != "random" {
+		n, err := train.LoadScope(store, str("init"), train.LoadSpec{From: str("init_scope"), To: "/model/backbone", Skip: []string{"head/*"}, Strict: true})
+		if err != nil {
+			return SemsegResult{}, fmt.Errorf("init: %w", err)
+		}
+		fmt.Fprintf(log, "initialised the backbone from %s (%d variables of %s)\n", str("init"), n, str("init_scope"))
+	}
+
+	steps := int64(num("steps"))
+	tr, err := train.NewTrainer(b, store, train.Config{
+		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay")},
+		Schedule:  train.Schedule{Kind: str("schedule"), BaseLR: flt("lr"), MinLR: flt("min_lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
+		Train:     []string{"/model"},
+	}, lossFn)
+	if err != nil {
+		return SemsegResult{}, err
+	}
+	perEpoch := int64(trainLoader.BatchesPerEpoch())
+	start := train.CurrentStep(store)
+	it := trainLoader.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	defer it.Close()
+	next := func() ([]*tensors.Tensor, error) {
+		batch, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		return []*tensors.Tensor{batch.Images, batch.Semantic, batch.Valid}, nil
+	}
+	t0 := time.Now()
+	sum, err := train.Run(tr, store, next, train.LoopConfig{
+		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
+		ImagesPerStep: bs, Title: fmt.Sprintf("UperNet %s on %s", str("backbone"), trainDS.Name()), Out: log,
+	})
+	if err != nil {
+		return SemsegResult{}, err
+	}
+	res := SemsegResult{Classes: classes, LabeledImages: trainDS.Len(), Checkpoint: sum.Checkpoint, TrainTime: time.Since(t0)}
+	if skipped := trainLoader.Skipped(); len(skipped) > 0 {
+		fmt.Fprintf(log, "skipped %d bad training samples, e.g. %s: %v\n", len(skipped), skipped[0].Path, skipped[0].Err)
+	}
+
+	t1 := time.Now()
+	res.Metrics, res.Overlays, err = EvaluateSemseg(b, store, setup, valDS, ints("eval_size"), num("workers"), num("overlays"), outDir)
+	res.EvalTime = time.Since(t1)
+	return res, err
+}
+
+// EvaluateSemseg runs the model of the store on every image of ds and returns the mIoU
+// metrics, drawing the first `overlays` images with their predictions into outDir.
+// With evalSize (height, width) the images are fitted into that size keeping their aspect
+// ratio and padded (labels resized with them, nearest); otherwise they are used at their
+// native size, which must then be the same for all.
+func EvaluateSemseg(b compute.Backend, store *model.Store, setup *semsegSetup, ds datasets.Dataset, evalSize []int,
+	workers, overlays int, outDir string) (semseg.Result, string, error) {
+	var tf transforms.Transform
+	if len(evalSize) == 2 {
+		tf = transforms.Compose(fitInto(evalSize[0], evalSize[1]), transforms.Pad{W: evalSize[1], H: evalSize[0]})
+	}
+	ld, err := loader.New(ds, loader.Config{BatchSize: 4, Transform: tf, Workers: workers})
+	if err != nil {
+		return semseg.Result{}, "", err
+	}
+	exec, err := model.NewExec(b, store, func(scope *model.Scope, images *Node) *Node {
+		out := setup.forward(scope.In("model"), images)
+		logits := nn.ResizeBilinear(out.Logits, images.Shape().Dim(1), images.Shape().Dim(2))
+		return ConvertDType(ArgMax(logits, -1), dtypes.Int32)
+	})
+	if err != nil {
+		return semseg.Result{}, "", err
+	}
+	ev := semseg.New(setup.numClasses, datasets.IgnoreLabel)
+	palette := viz.Palette(setup.numClasses)
+	var drawn []image.Image
+	for batch, err := range ld.Epoch(0) {
+		if err != nil {
+			return semseg.Result{}, "", err
+		}
+		preds, err := exec.Exec(batch.Images)
+		if err != nil {
+			return semseg.Result{}, "", err
+		}
+		pred := tensors.MustCopyFlatData[int32](preds[0])
+		label := tensors.MustCopyFlatData[int32](batch.Semantic)
+		hw := batch.Semantic.Shape().Dim(1) * batch.Semantic.Shape().Dim(2)
+		for i := range batch.NumValid {
+			if err := ev.Process(pred[i*hw:(i+1)*hw], label[i*hw:(i+1)*hw]); err != nil {
+				return semseg.Result{}, "", fmt.Errorf("%s: %w", batch.Paths[i], err)
+			}
+			if len(drawn) < 3*overlays {
+				drawn = append(drawn, overlayTriplet(batch, i, pred[i*hw:(i+1)*hw], label[i*hw:(i+1)*hw], palette)...)
+			}
+		}
+	}
+	path := ""
+	if len(drawn) > 0 {
+		path = filepath.Join(outDir, "predictions.png")
+		if err := viz.SavePNG(path, viz.Grid(drawn, 3, 2)); err != nil {
+			return semseg.Result{}, "", err
+		}
+	}
+	return ev.Evaluate(), path, nil
+}
+
+// overlayTriplet draws image i of the batch, its prediction and its ground truth.
+func overlayTriplet(batch *loader.Batch, i int, pred, label []int32, palette []color.RGBA) []image.Image {
+	h, w := batch.Images.Shape().Dim(1), batch.Images.Shape().Dim(2)
+	pix := tensors.MustCopyFlatData[float32](batch.Images)[i*h*w*3 : (i+1)*h*w*3]
+	img := viz.Image{H: h, W: w, C: 3, Pix: pix}.ToRGBA(0, 1)
+	return []image.Image{img, viz.Overlay(img, pred, w, h, palette, 0.6), viz.Overlay(img, label, w, h, palette, 0.6)}
+}
+
+// fitInto resizes keeping the aspect ratio so that the image fits in h x w.
+func fitInto(h, w int) transforms.Transform {
+	return transforms.Func(func(s *datasets.Sample, _ *rand.Rand) error {
+		f := min(float64(w)/float64(s.Image.W), float64(h)/float64(s.Image.H))
+		return transforms.Resize(s, max(1, int(float64(s.Image.W)*f+0.5)), max(1, int(float64(s.Image.H)*f+0.5)))
+	})
+}

@@ -1,0 +1,74 @@
+package finetune
+
+import (
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/dreamteacher-go/dreamteacher/backend"
+	"github.com/dreamteacher-go/dreamteacher/configs"
+	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
+	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
+	_ "github.com/dreamteacher-go/dreamteacher/models/backbones/all"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+func tinyScenes(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "scenes")
+	if err := scenes.Generate(dir, scenes.Config{Train: 8, Val: 4, Size: 32, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func semsegStore(t *testing.T, data string, set ...string) *model.Store {
+	store := model.NewStore()
+	defaults := SemsegDefaults()
+	configs.SetDefaults(store, defaults)
+	settings, err := configs.ParseSet(append([]string{"dataset=scenes", "data=" + data, "keep_zero_label=true",
+		"crop=32,32", "scale=64,32", "batch=4", "steps=2", "warmup=0", "head_channels=16", "workers=1", "overlays=2"}, set...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := configs.Apply(store, defaults, settings); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+func TestSemsegFineTuneStepAndEval(t *testing.T) {
+	data := tinyScenes(t)
+	out := t.TempDir()
+	res, err := Semseg(backend.Go(), semsegStore(t, data, "label_count=6"), out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.LabeledImages != 6 || len(res.Classes) != 7 {
+		t.Errorf("labelled %d images, %d classes; want 6 and 7 (background + 6 shapes)", res.LabeledImages, len(res.Classes))
+	}
+	if math.IsNaN(res.Metrics.AAcc) || res.Metrics.AAcc < 0 || res.Metrics.AAcc > 1 {
+		t.Errorf("aAcc %v", res.Metrics.AAcc)
+	}
+	for _, p := range []string{res.Checkpoint, res.Overlays, filepath.Join(out, "metrics.jsonl")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("missing output: %v", err)
+		}
+	}
+
+	// Initialising the backbone from that checkpoint (as from a distilled student) loads every
+	// backbone variable; a wrong scope fails loudly.
+	store := semsegStore(t, data, "init="+res.Checkpoint, "init_scope=/model/backbone", "steps=1")
+	if _, err := Semseg(backend.Go(), store, t.TempDir(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	store = semsegStore(t, data, "init="+res.Checkpoint, "init_scope=/student/backbone", "steps=1")
+	if _, err := Semseg(backend.Go(), store, t.TempDir(), io.Discard); err == nil {
+		t.Error("init from a scope the checkpoint lacks must fail")
+	}
+	if train.CurrentStep(store) != 0 {
+		t.Error("a failed init must not train")
+	}
+}
