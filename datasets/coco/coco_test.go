@@ -11,8 +11,8 @@ import (
 	"testing"
 
 	"github.com/dreamteacher-go/dreamteacher/datasets"
-	"github.com/dreamteacher-go/dreamteacher/eval/coco/rle"
 	"github.com/dreamteacher-go/dreamteacher/datasets/internal/fixture"
+	"github.com/dreamteacher-go/dreamteacher/eval/coco/rle"
 )
 
 const w, h = 20, 12
