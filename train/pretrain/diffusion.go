@@ -1,0 +1,206 @@
+// Package pretrain trains the generative teachers on unlabeled images: the ADM diffusion UNet
+// (this file) and BigGAN. The teacher checkpoint it writes is what distillation loads.
+package pretrain
+
+import (
+	"fmt"
+	"image"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/dreamteacher-go/dreamteacher/configs"
+	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/datasets/loader"
+	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
+	"github.com/dreamteacher-go/dreamteacher/models/adm"
+	"github.com/dreamteacher-go/dreamteacher/models/diffusion"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/viz"
+	"github.com/gomlx/compute"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// Scopes of the teacher checkpoint: the trained UNet and its exponential moving average
+// (the weights to sample from and to distil).
+const (
+	UNetScope = "/unet"
+	EMAScope  = "/ema/unet"
+)
+
+// DiffusionDefaults are the settings of ADM pre-training (a small CPU-sized run; configs/*.conf
+// give the paper's).
+func DiffusionDefaults() map[string]any {
+	return map[string]any{
+		"dataset":          "imagefolder",
+		"data":             "",
+		"split":            "train",
+		"adm":              "adm_tiny",    // registered UNet configuration (models/adm.Configs)
+		"size":             []int{64, 64}, // training images (height, width): resized to cover, centre-cropped
+		"flip":             true,          // random horizontal flips
+		"diffusion_steps":  1000,          // T
+		"noise_schedule":   "linear",      // "linear" or "cosine"
+		"batch":            16,
+		"steps":            2000,
+		"lr":               1e-4,
+		"weight_decay":     0.0,
+		"warmup":           0,
+		"ema":              0.999,
+		"clip":             1.0, // gradient norm clipping (0: none)
+		"samples":          16,  // images drawn at the end (DDIM, EMA weights) into samples.png
+		"sample_steps":     50,
+		"seed":             0,
+		"workers":          2,
+		"checkpoint_every": 0,
+		"log_every":        20,
+	}
+}
+
+// DiffusionResult is what a pre-training run produced.
+type DiffusionResult struct {
+	Checkpoint string
+	Samples    string
+	Steps      int64
+	LastLoss   float64
+	TrainTime  time.Duration
+}
+
+// Process returns the diffusion process of the store's settings for UNet configuration cfg.
+func Process(store *model.Store, cfg adm.Config) (*diffusion.Diffusion, error) {
+	var sched diffusion.Schedule
+	switch s := configs.Get[string](store, "noise_schedule"); s {
+	case "linear":
+		sched = diffusion.Linear
+	case "cosine":
+		sched = diffusion.Cosine
+	default:
+		return nil, fmt.Errorf("noise_schedule %q: want linear or cosine", s)
+	}
+	dc := diffusion.DefaultConfig(cfg.LearnSigma)
+	dc.Schedule = sched
+	dc.Steps = configs.Get[int](store, "diffusion_steps")
+	return diffusion.New(dc)
+}
+
+// Cover resizes keeping the aspect ratio so that the image covers h x w, then centre-crops it
+// to h x w (guided-diffusion's center_crop_arr for non-square sizes).
+func Cover(h, w int) transforms.Transform {
+	return transforms.Compose(transforms.Func(func(s *datasets.Sample, _ *rand.Rand) error {
+		f := max(float64(w)/float64(s.Image.W), float64(h)/float64(s.Image.H))
+		return transforms.Resize(s, max(w, int(float64(s.Image.W)*f+0.5)), max(h, int(float64(s.Image.H)*f+0.5)))
+	}), transforms.CenterCrop{W: w, H: h})
+}
+
+// Diffusion pre-trains the ADM teacher on the store's settings (see DiffusionDefaults), writing
+// checkpoints (the UNet under /unet, its EMA under /ema/unet), metrics, loss curves and a grid
+// of samples under outDir. A store restored from a checkpoint of outDir resumes.
+func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writer) (DiffusionResult, error) {
+	str := func(k string) string { return configs.Get[string](store, k) }
+	num := func(k string) int { return configs.Get[int](store, k) }
+	flt := func(k string) float64 { return configs.Get[float64](store, k) }
+	cfg, err := adm.GetConfig(str("adm"))
+	if err != nil {
+		return DiffusionResult{}, err
+	}
+	size := configs.Get[[]int](store, "size")
+	if len(size) != 2 {
+		return DiffusionResult{}, fmt.Errorf("size must be (height, width), got %v", size)
+	}
+	if err := cfg.CheckInputSize(size[0], size[1]); err != nil {
+		return DiffusionResult{}, fmt.Errorf("size %v: %w", size, err)
+	}
+	if cfg.NumClasses > 0 {
+		return DiffusionResult{}, fmt.Errorf("adm %s is class-conditional: pre-training on unlabeled images needs an unconditional configuration", str("adm"))
+	}
+	proc, err := Process(store, cfg)
+	if err != nil {
+		return DiffusionResult{}, err
+	}
+	ds, err := datasets.Open(str("dataset"), str("data"), str("split"), datasets.Options{})
+	if err != nil {
+		return DiffusionResult{}, err
+	}
+	tf := Cover(size[0], size[1])
+	if configs.Get[bool](store, "flip") {
+		tf = transforms.Compose(tf, transforms.HFlip{P: 0.5})
+	}
+	ld, err := loader.New(ds, loader.Config{BatchSize: num("batch"), Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers")})
+	if err != nil {
+		return DiffusionResult{}, err
+	}
+	unet := func(prefix string) diffusion.Model {
+		m := diffusion.UNet(cfg)
+		return func(scope *model.Scope, xt, t, y *Node) (*Node, *Node) {
+			for _, part := range strings.Split(prefix, "/") {
+				scope = scope.At("%s", part)
+			}
+			return m(scope, xt, t, y)
+		}
+	}
+	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
+		x0 := AddScalar(MulScalar(in[0], 2), -1) // [0, 1] -> [-1, 1]
+		return proc.TrainingLosses(scope, unet("unet"), x0, nil)
+	}
+	steps := int64(num("steps"))
+	tr, err := train.NewTrainer(b, store, train.Config{
+		Optimizer: train.OptimizerConfig{Name: "adamw", WeightDecay: flt("weight_decay"), Beta1: 0.9, Beta2: 0.999},
+		Schedule:  train.Schedule{Kind: "constant", BaseLR: flt("lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
+		ClipNorm:  flt("clip"),
+		EMADecay:  flt("ema"),
+		Train:     []string{UNetScope},
+	}, lossFn)
+	if err != nil {
+		return DiffusionResult{}, err
+	}
+	perEpoch := int64(ld.BatchesPerEpoch())
+	start := train.CurrentStep(store)
+	it := ld.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	defer it.Close()
+	next := func() ([]*tensors.Tensor, error) {
+		batch, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		return []*tensors.Tensor{batch.Images}, nil
+	}
+	t0 := time.Now()
+	sum, err := train.Run(tr, store, next, train.LoopConfig{
+		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
+		ImagesPerStep: num("batch"), Title: fmt.Sprintf("%s on %s", str("adm"), ds.Name()), Out: log,
+	})
+	if err != nil {
+		return DiffusionResult{}, err
+	}
+	res := DiffusionResult{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0)}
+	if n := num("samples"); n > 0 {
+		res.Samples = filepath.Join(outDir, "samples.png")
+		if err := SampleGrid(b, store, proc, cfg, unet("ema/unet"), n, size[0], size[1], num("sample_steps"), res.Samples); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// SampleGrid draws n images with DDIM (steps steps) from the model m whose variables are in
+// store, and writes them as a PNG grid.
+func SampleGrid(b compute.Backend, store *model.Store, proc *diffusion.Diffusion, cfg adm.Config, m diffusion.Model,
+	n, h, w, steps int, path string) error {
+	x, err := proc.SampleDDIM(b, store, m, diffusion.SampleOptions{N: n, Height: h, Width: w, Channels: cfg.InChannels, Steps: steps})
+	if err != nil {
+		return err
+	}
+	flat := tensors.MustCopyFlatData[float32](x)
+	var imgs []image.Image
+	for _, im := range viz.SplitBatch(flat, n, h, w, cfg.InChannels) {
+		imgs = append(imgs, im.ToRGBA(-1, 1))
+	}
+	cols := 1
+	for cols*cols < n {
+		cols++
+	}
+	return viz.SavePNG(path, viz.Grid(imgs, cols, 2))
+}
