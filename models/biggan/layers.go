@@ -87,7 +87,7 @@ func normalize(scope *model.Scope, x *Node, eps float64) *Node {
 	runMean := scope.WithInitializer(zeros).VariableWithShape("running_mean", shapes.Make(dt, c)).SetTrainable(false)
 	runVar := scope.WithInitializer(ones).VariableWithShape("running_var", shapes.Make(dt, c)).SetTrainable(false)
 	var mean, variance *Node
-	if scope.IsTraining(g) {
+	if nn.IsTraining(scope, g) {
 		mean = ReduceAndKeep(x, ReduceMean, 0, 1, 2)
 		variance = ReduceAndKeep(Square(Sub(x, mean)), ReduceMean, 0, 1, 2)
 		n := x.Shape().Size() / c

@@ -25,7 +25,7 @@ func Dropout(scope *model.Scope, x *Node, rate float64) *Node {
 	if rate < 0 || rate >= 1 {
 		exceptions.Panicf("Dropout at %q: rate must be in [0, 1), got %g", scope.Scope(), rate)
 	}
-	if rate == 0 || !scope.IsTraining(x.Graph()) {
+	if rate == 0 || !IsTraining(scope, x.Graph()) {
 		return x
 	}
 	keep := LessThan(scope.RandomUniform(x.Graph(), x.Shape()), Scalar(x.Graph(), x.DType(), 1-rate))
@@ -35,7 +35,7 @@ func Dropout(scope *model.Scope, x *Node, rate float64) *Node {
 // DropPath (stochastic depth) zeroes the whole residual branch of each example with
 // probability rate while training, scaling kept branches by 1/(1-rate) (timm's drop_path).
 func DropPath(scope *model.Scope, x *Node, rate float64) *Node {
-	if rate == 0 || !scope.IsTraining(x.Graph()) {
+	if rate == 0 || !IsTraining(scope, x.Graph()) {
 		return x
 	}
 	dims := make([]int, x.Rank())

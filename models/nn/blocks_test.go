@@ -320,3 +320,30 @@ func TestErfInvAndTruncNormal(t *testing.T) {
 		t.Errorf("trunc normal mean %.4f std %.4f, want 0 and %.4f", mean, std, 0.5*0.8796)
 	}
 }
+
+func TestFrozenScopeIsInference(t *testing.T) {
+	x := t64([]int{4, 1, 1, 2}, 1, 2, 3, 4, 5, 6, 7, 8)
+	store := model.NewStore()
+	out := model.MustExecOnceN(backend.Go(), store, func(scope *model.Scope, x *Node) []*Node {
+		store.SetTraining(x.Graph(), true)
+		teacher := scope.In("teacher")
+		Freeze(teacher)
+		return []*Node{
+			Dropout(teacher.In("sub"), x, 0.5),           // frozen: identity
+			BatchNorm(teacher.In("bn"), x).Done(),        // frozen: running stats (0, 1) -> x
+			Dropout(scope.In("student"), x, 0.999999999), // not frozen: drops everything
+		}
+	}, x)
+	assertClose(t, out[0], x, 0)
+	assertClose(t, out[1], x, 1e-4)
+	for _, v := range flat64(out[2]) {
+		if v != 0 {
+			t.Fatalf("dropout outside the frozen scope kept %g", v)
+		}
+	}
+	if m := store.GetVariable("/teacher/bn/running_mean"); m != nil {
+		if got := flat64(m.MustValue()); got[0] != 0 {
+			t.Errorf("a frozen BatchNorm updated its running mean to %v", got)
+		}
+	}
+}

@@ -67,7 +67,7 @@ func (b *BatchNormBuilder) Done() *Node {
 		axes[i] = i
 	}
 	var mean, inv *Node
-	if scope.IsTraining(g) {
+	if IsTraining(scope, g) {
 		var variance *Node
 		mean, variance = meanAndVariance(x, axes...)
 		inv = invStd(variance, b.eps)

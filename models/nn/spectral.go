@@ -23,7 +23,7 @@ func SpectralNorm(scope *model.Scope, w *Node) *Node {
 	uVar := scope.WithInitializer(normal(scope, 0, 0)).VariableWithShape("sn_u", shapeOf(w.DType(), out)).SetTrainable(false)
 	vVar := scope.WithInitializer(normal(scope, 0, 0)).VariableWithShape("sn_v", shapeOf(w.DType(), rest)).SetTrainable(false)
 	u, v := uVar.NodeValue(g), vVar.NodeValue(g)
-	if scope.IsTraining(g) {
+	if IsTraining(scope, g) {
 		m := StopGradient(mat)
 		v = l2normalize(Dot(u, m).General([]int{0}, nil, []int{0}, nil)) // W^T u
 		u = l2normalize(Dot(m, v).Product())                             // W v

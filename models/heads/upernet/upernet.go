@@ -76,7 +76,7 @@ func Build(scope *model.Scope, feats backbones.Features, numClasses int, cfg Con
 	fused := regressor.ConvBNReLU(scope.In("fpn_bottleneck"), Concatenate(parts, 3), cfg.Channels, 3)
 	out := Output{Logits: classifier(scope, fused, numClasses, cfg.Dropout), Stride: pyramid.Info[0].Stride}
 
-	if cfg.AuxLevel != "-" && scope.IsTraining(top.Graph()) {
+	if cfg.AuxLevel != "-" && nn.IsTraining(scope, top.Graph()) {
 		x := feats.Get(cfg.AuxLevel)
 		aux := scope.In("auxiliary")
 		y := regressor.ConvBNReLU(aux.In("convs"), x, cfg.AuxChannels, 3)
