@@ -42,14 +42,18 @@ type Checkpoint struct {
 
 // Save writes the store's variables and parameters as the checkpoint of step in dir (created if
 // needed), with extra metadata, then deletes all but the newest keep checkpoints (keep <= 0
-// keeps all).
-func Save(store *model.Store, dir string, step int64, extra map[string]string, keep int) (string, error) {
+// keeps all). Variables under the exclude scopes (e.g. a frozen teacher loaded from its own
+// checkpoint) are not saved.
+func Save(store *model.Store, dir string, step int64, extra map[string]string, keep int, exclude ...string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("checkpoint folder: %w", err)
 	}
 	st := map[string]safetensors.Tensor{}
 	var frozen []string
 	for v := range store.IterVariables() {
+		if underAny(v.Path(), exclude) {
+			continue
+		}
 		value, err := v.Value()
 		if err != nil {
 			return "", fmt.Errorf("checkpoint: variable %s has no value: %w", v.Path(), err)
@@ -158,6 +162,27 @@ func Restore(store *model.Store, path string) (Checkpoint, error) {
 	return Checkpoint{Path: path, Step: step, Meta: meta}, nil
 }
 
+// ReadSettings returns the hyper-parameters stored in the checkpoint at path (the settings of
+// the run that wrote it, keys without the leading "/"), reading only its header.
+func ReadSettings(path string) (map[string]any, error) {
+	meta, err := safetensors.ReadMetadata(path)
+	if err != nil {
+		return nil, err
+	}
+	if meta[metaFormat] != checkpointFormat {
+		return nil, fmt.Errorf("%s: not a dreamteacher-go checkpoint (format %q)", path, meta[metaFormat])
+	}
+	scratch := model.NewStore()
+	if err := decodeParams(scratch, meta[metaParams]); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := map[string]any{}
+	for k, v := range scratch.IterParams() {
+		out[strings.TrimPrefix(k, "/")] = v
+	}
+	return out, nil
+}
+
 // LoadSpec says which part of a checkpoint LoadScope loads, and where.
 type LoadSpec struct {
 	From string   // scope in the checkpoint, e.g. "/student/backbone"
@@ -225,6 +250,16 @@ func LoadScope(store *model.Store, ckptPath string, spec LoadSpec) (loaded int, 
 		return loaded, fmt.Errorf("loading %s from %s:\n  %s", spec.From, ckptPath, strings.Join(problems, "\n  "))
 	}
 	return loaded, nil
+}
+
+// underAny reports whether path is under one of the scopes.
+func underAny(path string, scopes []string) bool {
+	for _, s := range scopes {
+		if strings.HasPrefix(path, strings.TrimSuffix(s, "/")+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 func skipped(rel string, patterns []string) bool {

@@ -28,8 +28,10 @@ type LoopConfig struct {
 	LogEvery        int64  // steps between metrics lines (0: 10)
 	ImagesPerStep   int    // for the images/s column
 	Title           string // of the loss plot
-	// Meta returns metadata stored with each checkpoint (e.g. the data position).
+	// Meta returns metadata stored with each checkpoint.
 	Meta func() map[string]string
+	// Exclude lists scopes not saved in checkpoints (a frozen teacher with its own checkpoint).
+	Exclude []string
 	// Out receives the progress (a bar on a terminal, plain lines otherwise); nil: stderr.
 	Out io.Writer
 }
@@ -90,7 +92,7 @@ func Run(tr *Trainer, store *model.Store, next Batches, cfg LoopConfig) (Summary
 		return cfg.Meta()
 	}
 	save := func(step int64) error {
-		p, err := Save(store, cfg.Dir, step, meta(), cfg.Keep)
+		p, err := Save(store, cfg.Dir, step, meta(), cfg.Keep, cfg.Exclude...)
 		if err != nil {
 			return err
 		}

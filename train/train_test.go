@@ -470,3 +470,21 @@ func TestLoopWritesMetricsAndPlot(t *testing.T) {
 		t.Errorf("summary %+v", sum)
 	}
 }
+
+func TestReadSettings(t *testing.T) {
+	store := model.NewStore()
+	store.SetParam("/adm", "adm_tiny")
+	store.SetParam("/size", []int{32, 48})
+	store.CreateVariable("/a", tensors.FromValue([]float32{1}))
+	path, err := Save(store, t.TempDir(), 3, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ReadSettings(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s["adm"] != "adm_tiny" || len(s["size"].([]int)) != 2 {
+		t.Errorf("settings %v", s)
+	}
+}

@@ -7,7 +7,6 @@ package train
 import (
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -123,15 +122,7 @@ func (t *Trainer) trained(v *model.Variable, g *Graph) bool {
 	if !v.Trainable || !v.InUseByGraph(g) || !v.DType().IsFloat() {
 		return false
 	}
-	if len(t.cfg.Train) == 0 {
-		return true
-	}
-	for _, prefix := range t.cfg.Train {
-		if strings.HasPrefix(v.Path(), strings.TrimSuffix(prefix, "/")+"/") {
-			return true
-		}
-	}
-	return false
+	return len(t.cfg.Train) == 0 || underAny(v.Path(), t.cfg.Train)
 }
 
 func (t *Trainer) stepGraph(scope *model.Scope, batch []*Node) []*Node {

@@ -187,3 +187,30 @@ func Parse(data []byte) (map[string]Tensor, map[string]string, error) {
 	}
 	return tensors, meta, nil
 }
+
+// ReadMetadata reads only the header's string metadata of a safetensors file (not its data).
+func ReadMetadata(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var n uint64
+	if err := binary.Read(f, binary.LittleEndian, &n); err != nil {
+		return nil, fmt.Errorf("%s: not a safetensors file: %v", path, err)
+	}
+	if st, err := f.Stat(); err == nil && n > uint64(st.Size()) {
+		return nil, fmt.Errorf("%s: not a safetensors file (or truncated): header of %d bytes in a file of %d", path, n, st.Size())
+	}
+	header := make([]byte, n)
+	if _, err := io.ReadFull(f, header); err != nil {
+		return nil, fmt.Errorf("%s: truncated header: %v", path, err)
+	}
+	var raw struct {
+		Meta map[string]string `json:"__metadata__"`
+	}
+	if err := json.Unmarshal(header, &raw); err != nil {
+		return nil, fmt.Errorf("%s: corrupt safetensors header: %v", path, err)
+	}
+	return raw.Meta, nil
+}

@@ -1,0 +1,362 @@
+// Package distill pre-trains a backbone by DreamTeacher's feature distillation: a frozen
+// generative teacher encodes each real image (the ADM diffusion UNet: noise the image to step t
+// with fresh noise, one UNet pass, read its decoder taps), and the student — a backbone plus the
+// PPM+FPN feature regressor — regresses the teacher's multi-scale features with the
+// LayerNorm-whitened MSE plus 10x attention transfer. Teacher encoding, student forward, losses,
+// backward and update are one compiled graph per step.
+//
+// The checkpoint it writes holds the student under /student (backbone under
+// /student/backbone), which fine-tuning loads; the teacher is not saved (it has its own
+// checkpoint).
+package distill
+
+import (
+	"fmt"
+	"image"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dreamteacher-go/dreamteacher/configs"
+	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/datasets/loader"
+	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
+	"github.com/dreamteacher-go/dreamteacher/losses/feature"
+	"github.com/dreamteacher-go/dreamteacher/models/adm"
+	"github.com/dreamteacher-go/dreamteacher/models/backbones"
+	"github.com/dreamteacher-go/dreamteacher/models/diffusion"
+	"github.com/dreamteacher-go/dreamteacher/models/nn"
+	"github.com/dreamteacher-go/dreamteacher/models/regressor"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/dreamteacher-go/dreamteacher/viz"
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// Scopes of the distillation graph.
+const (
+	TeacherScope   = "/teacher"
+	StudentScope   = "/student"
+	BackboneScope  = "/student/backbone"
+	RegressorScope = "/student/regressor"
+)
+
+// Defaults are the settings of feature distillation (a CPU-sized run; configs/*.conf give the
+// paper's recipes).
+func Defaults() map[string]any {
+	return map[string]any{
+		"dataset": "imagefolder",
+		"data":    "",
+		"split":   "train",
+		"size":    []int{64, 64}, // images (height, width): resized to cover, centre-cropped
+		"flip":    true,
+		// teacher is the checkpoint of `dreamteacher pretrain-diffusion`; its UNet configuration
+		// and diffusion process are read from it.
+		"teacher":       "",
+		"teacher_scope": pretrain.EMAScope, // the EMA weights
+		"t":             50,                // the noising step of the encoder (paper: 150 ImageNet, 50 others)
+		"taps":          []string{},        // teacher taps (default: the decoder's last block per level, strides 32..4)
+		"backbone":      "resnet18",
+		"small_stem":    false,
+		"regressor_width": 256,
+		"at_weight":       feature.DefaultATWeight,
+		"batch":           16,
+		"steps":           1000,
+		"optimizer":       "adamw",
+		"lr":              1e-3,
+		"weight_decay":    0.05,
+		"schedule":        "cosine",
+		"warmup":          50,
+		"min_lr":          0.0,
+		"clip":            0.0,
+		"seed":            0,
+		"workers":         2,
+		"checkpoint_every": 0,
+		"log_every":        10,
+		"feature_images":   4, // images drawn in features.png (teacher vs student PCA per level)
+	}
+}
+
+// Result is what a distillation run produced.
+type Result struct {
+	Checkpoint string
+	Features   string // PNG: teacher and student features, first 3 PCA components per level
+	Steps      int64
+	FirstLoss  float64
+	LastLoss   float64
+	TrainTime  time.Duration
+	Taps       []adm.TapInfo
+}
+
+// Teacher is a frozen ADM teacher loaded from its pre-training checkpoint.
+type Teacher struct {
+	Config    adm.Config
+	Name      string // the configuration's name
+	Process   *diffusion.Diffusion
+	Step      int // encoding timestep t
+	Taps      []adm.TapInfo
+	ckpt      string
+	fromScope string
+}
+
+// LoadTeacher reads the teacher's configuration from its checkpoint's stored settings (it does
+// not load the weights yet: see Teacher.Load).
+func LoadTeacher(ckpt, fromScope string, step int, taps []string) (*Teacher, error) {
+	if ckpt == "" {
+		return nil, fmt.Errorf("teacher: no checkpoint given (set teacher = <pretrain-diffusion checkpoint>)")
+	}
+	settings, err := train.ReadSettings(ckpt)
+	if err != nil {
+		return nil, fmt.Errorf("teacher: %w", err)
+	}
+	name, ok := settings["adm"].(string)
+	if !ok {
+		return nil, fmt.Errorf("teacher %s: not an ADM pre-training checkpoint (no \"adm\" setting)", ckpt)
+	}
+	cfg, err := adm.GetConfig(name)
+	if err != nil {
+		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
+	}
+	// The diffusion process of the pre-training run.
+	procStore := model.NewStore()
+	configs.SetDefaults(procStore, map[string]any{
+		"noise_schedule": settings["noise_schedule"], "diffusion_steps": settings["diffusion_steps"],
+	})
+	proc, err := pretrain.Process(procStore, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
+	}
+	if step < 0 || step >= proc.NumTimesteps {
+		return nil, fmt.Errorf("t = %d: the teacher's process has steps 0..%d", step, proc.NumTimesteps-1)
+	}
+	if len(taps) == 0 {
+		taps = adm.DefaultTaps(cfg)
+	}
+	t := &Teacher{Config: cfg, Name: name, Process: proc, Step: step, ckpt: ckpt, fromScope: fromScope}
+	for _, tap := range taps {
+		info, err := adm.LookupTap(cfg, tap)
+		if err != nil {
+			return nil, fmt.Errorf("taps: %w", err)
+		}
+		t.Taps = append(t.Taps, info)
+	}
+	return t, nil
+}
+
+// Encode builds the teacher's features for images in [0, 1] under scope (TeacherScope), with
+// no gradient: noise to step t with fresh noise, one UNet pass.
+func (t *Teacher) Encode(scope *model.Scope, images *Node) map[string]*Node {
+	x0 := AddScalar(MulScalar(images, 2), -1)
+	names := make([]string, len(t.Taps))
+	for i, tap := range t.Taps {
+		names[i] = tap.Name
+	}
+	unetScope := scope.In("unet")
+	nn.Freeze(unetScope)
+	out := t.Process.EncodeAt(unetScope, adm.New(unetScope, t.Config).Taps(names...), x0, t.Step, nil)
+	feats := map[string]*Node{}
+	for _, tap := range t.Taps {
+		feats[TargetName(tap.Name)] = StopGradient(out.Taps[tap.Name])
+	}
+	return feats
+}
+
+// Load copies the teacher's weights into the store under TeacherScope/unet (the variables must
+// have been declared) and freezes them.
+func (t *Teacher) Load(store *model.Store) error {
+	if _, err := train.LoadScope(store, t.ckpt, train.LoadSpec{From: t.fromScope, To: TeacherScope + "/unet", Strict: true}); err != nil {
+		return fmt.Errorf("teacher: %w", err)
+	}
+	for v := range store.IterVariables() {
+		if strings.HasPrefix(v.Path(), TeacherScope+"/") {
+			v.SetTrainable(false)
+		}
+	}
+	return nil
+}
+
+// TargetName turns a tap name into a scope-safe name for the regressor's outputs.
+func TargetName(tap string) string { return strings.ReplaceAll(tap, "/", "_") }
+
+// Targets are the regressor's outputs for an input of h x w.
+func (t *Teacher) Targets(h, w int) []regressor.Target {
+	out := make([]regressor.Target, len(t.Taps))
+	for i, tap := range t.Taps {
+		out[i] = regressor.Target{Name: TargetName(tap.Name), Channels: tap.Channels, Height: h / tap.Stride, Width: w / tap.Stride}
+	}
+	return out
+}
+
+// Run distils the teacher into the backbone on the store's settings (see Defaults), writing
+// checkpoints, metrics, loss curves and features.png under outDir. A store restored from a
+// checkpoint of outDir resumes.
+func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (Result, error) {
+	str := func(k string) string { return configs.Get[string](store, k) }
+	num := func(k string) int { return configs.Get[int](store, k) }
+	flt := func(k string) float64 { return configs.Get[float64](store, k) }
+
+	teacher, err := LoadTeacher(str("teacher"), str("teacher_scope"), num("t"), configs.Get[[]string](store, "taps"))
+	if err != nil {
+		return Result{}, err
+	}
+	size := configs.Get[[]int](store, "size")
+	if len(size) != 2 {
+		return Result{}, fmt.Errorf("size must be (height, width), got %v", size)
+	}
+	if err := teacher.Config.CheckInputSize(size[0], size[1]); err != nil {
+		return Result{}, fmt.Errorf("size %v for the teacher %s: %w", size, teacher.Name, err)
+	}
+	entry, err := backbones.Get(str("backbone"))
+	if err != nil {
+		return Result{}, err
+	}
+	ds, err := datasets.Open(str("dataset"), str("data"), str("split"), datasets.Options{})
+	if err != nil {
+		return Result{}, err
+	}
+	tf := pretrain.Cover(size[0], size[1])
+	if configs.Get[bool](store, "flip") {
+		tf = transforms.Compose(tf, transforms.HFlip{P: 0.5})
+	}
+	bs := num("batch")
+	ld, err := loader.New(ds, loader.Config{BatchSize: bs, Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers")})
+	if err != nil {
+		return Result{}, err
+	}
+	student := func(scope *model.Scope, images *Node) map[string]*Node {
+		feats := entry.Build(scope.In("backbone"), backbones.Normalize(images), backbones.Options{SmallInputStem: configs.Get[bool](store, "small_stem")}).Features
+		return regressor.New(scope.In("regressor"), feats, teacher.Targets(size[0], size[1])).Width(num("regressor_width")).Done()
+	}
+	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
+		targets := teacher.Encode(scope.In("teacher"), in[0])
+		preds := student(scope.In("student"), in[0])
+		return feature.Loss(preds, targets, feature.Config{ATWeight: flt("at_weight"), LNEps: feature.DefaultLNEps})
+	}
+
+	inShape := []shapes.Shape{shapes.Make(dtypes.Float32, bs, size[0], size[1], 3)}
+	if err := train.Declare(b, store, inShape, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
+		return Result{}, err
+	}
+	if err := teacher.Load(store); err != nil {
+		return Result{}, err
+	}
+	fmt.Fprintf(log, "teacher %s (%s, t=%d, taps %s) -> student %s\n", teacher.Name, teacher.ckpt, teacher.Step, tapList(teacher.Taps), str("backbone"))
+
+	steps := int64(num("steps"))
+	tr, err := train.NewTrainer(b, store, train.Config{
+		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay")},
+		Schedule:  train.Schedule{Kind: str("schedule"), BaseLR: flt("lr"), MinLR: flt("min_lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
+		ClipNorm:  flt("clip"),
+		Train:     []string{StudentScope},
+	}, lossFn)
+	if err != nil {
+		return Result{}, err
+	}
+	perEpoch := int64(ld.BatchesPerEpoch())
+	start := train.CurrentStep(store)
+	it := ld.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	defer it.Close()
+	var first []*tensors.Tensor
+	next := func() ([]*tensors.Tensor, error) {
+		batch, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		if first == nil {
+			first = []*tensors.Tensor{batch.Images}
+		}
+		return []*tensors.Tensor{batch.Images}, nil
+	}
+	t0 := time.Now()
+	sum, err := train.Run(tr, store, next, train.LoopConfig{
+		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
+		ImagesPerStep: bs, Title: fmt.Sprintf("%s <- %s on %s", str("backbone"), teacher.Name, ds.Name()), Out: log,
+		Exclude: []string{TeacherScope},
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0), Taps: teacher.Taps}
+	if records, err := train.ReadMetrics(sum.Metrics); err == nil && len(records) > 0 {
+		res.FirstLoss = records[0]["loss"]
+	}
+	if n := num("feature_images"); n > 0 && first != nil {
+		res.Features = filepath.Join(outDir, "features.png")
+		if err := FeaturePNG(b, store, teacher, student, first[0], n, res.Features); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func tapList(taps []adm.TapInfo) string {
+	s := make([]string, len(taps))
+	for i, t := range taps {
+		s[i] = fmt.Sprintf("%s (%d ch, stride %d)", t.Name, t.Channels, t.Stride)
+	}
+	return strings.Join(s, ", ")
+}
+
+// FeaturePNG draws, for the first n images of a batch, the image and then per level the
+// teacher's (LayerNorm-whitened) features and the student's predictions, each as its first
+// three PCA components — one basis per level, fitted on the teacher's maps, so that colours
+// compare directly.
+func FeaturePNG(b compute.Backend, store *model.Store, teacher *Teacher, student func(*model.Scope, *Node) map[string]*Node,
+	images *tensors.Tensor, n int, path string) error {
+	names := make([]string, len(teacher.Taps))
+	for i, tap := range teacher.Taps {
+		names[i] = TargetName(tap.Name)
+	}
+	sort.SliceStable(names, func(i, j int) bool { return teacher.Taps[i].Stride > teacher.Taps[j].Stride })
+	exec, err := model.NewExec(b, store, func(scope *model.Scope, x *Node) []*Node {
+		targets := teacher.Encode(scope.In("teacher"), x)
+		preds := student(scope.In("student"), x)
+		var out []*Node
+		for _, name := range names {
+			out = append(out, nn.LayerNormNoParams(targets[name], feature.DefaultLNEps), preds[name])
+		}
+		return out
+	})
+	if err != nil {
+		return err
+	}
+	outs, err := exec.Exec(images)
+	if err != nil {
+		return err
+	}
+	n = min(n, images.Shape().Dim(0))
+	h, w := images.Shape().Dim(1), images.Shape().Dim(2)
+	pix := tensors.MustCopyFlatData[float32](images)
+	rows := make([][]image.Image, n)
+	for i := range n {
+		rows[i] = append(rows[i], viz.Image{H: h, W: w, C: 3, Pix: pix[i*h*w*3 : (i+1)*h*w*3]}.ToRGBA(0, 1))
+	}
+	for l := range names {
+		tMaps, sMaps := splitMaps(outs[2*l], n), splitMaps(outs[2*l+1], n)
+		pca, err := viz.FitPCA(tMaps, 20000)
+		if err != nil {
+			return err
+		}
+		for i := range n {
+			rows[i] = append(rows[i], viz.Resize(pca.Apply(tMaps[i]).ToRGBA(0, 1), w, h), viz.Resize(pca.Apply(sMaps[i]).ToRGBA(0, 1), w, h))
+		}
+	}
+	var cells []image.Image
+	for _, r := range rows {
+		cells = append(cells, r...)
+	}
+	return viz.SavePNG(path, viz.Grid(cells, 1+2*len(names), 2))
+}
+
+func splitMaps(t *tensors.Tensor, n int) []viz.Image {
+	s := t.Shape()
+	flat := tensors.MustCopyFlatData[float32](t)
+	return viz.SplitBatch(flat, s.Dim(0), s.Dim(1), s.Dim(2), s.Dim(3))[:n]
+}

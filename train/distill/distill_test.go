@@ -1,0 +1,166 @@
+package distill
+
+import (
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dreamteacher-go/dreamteacher/backend"
+	"github.com/dreamteacher-go/dreamteacher/configs"
+	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
+	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
+	_ "github.com/dreamteacher-go/dreamteacher/models/backbones/all"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+func storeWith(t *testing.T, defaults map[string]any, set ...string) *model.Store {
+	t.Helper()
+	store := model.NewStore()
+	configs.SetDefaults(store, defaults)
+	s, err := configs.ParseSet(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := configs.Apply(store, defaults, s); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// tinyTeacher pre-trains adm_tiny for one step on generated scenes.
+func tinyTeacher(t *testing.T) (data, ckpt string) {
+	t.Helper()
+	data = filepath.Join(t.TempDir(), "scenes")
+	if err := scenes.Generate(data, scenes.Config{Train: 6, Val: 2, Size: 32, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := pretrain.Diffusion(backend.Go(), storeWith(t, pretrain.DiffusionDefaults(),
+		"dataset=scenes", "data="+data, "size=32,32", "batch=2", "steps=1", "samples=0", "workers=1"), t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data, res.Checkpoint
+}
+
+func TestDistillStep(t *testing.T) {
+	data, teacher := tinyTeacher(t)
+	out := t.TempDir()
+	store := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher,
+		"batch=2", "steps=2", "warmup=0", "regressor_width=16", "workers=1", "feature_images=2")
+	teacherBefore := map[string][]float32{}
+	res, err := Run(backend.Go(), store, out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 2 || math.IsNaN(res.LastLoss) || res.LastLoss <= 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if _, err := os.Stat(res.Features); err != nil {
+		t.Error(err)
+	}
+	// The teacher did not change: compare with its checkpoint (EMA scope).
+	ref := model.NewStore()
+	if _, err := train.Restore(ref, teacher); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for v := range store.IterVariables() {
+		rest, ok := strings.CutPrefix(v.Path(), TeacherScope+"/unet/")
+		if !ok {
+			continue
+		}
+		if v.Trainable {
+			t.Errorf("teacher variable %s is trainable", v.Path())
+		}
+		want := tensors.MustCopyFlatData[float32](ref.GetVariable(pretrain.EMAScope + "/" + rest).MustValue())
+		got := tensors.MustCopyFlatData[float32](v.MustValue())
+		for i := range want {
+			if want[i] != got[i] {
+				t.Fatalf("teacher variable %s changed during distillation", v.Path())
+			}
+		}
+		n++
+	}
+	_ = teacherBefore
+	if n == 0 {
+		t.Fatal("no teacher variables")
+	}
+	// The student's checkpoint has the backbone, and not the teacher.
+	ck := model.NewStore()
+	if _, err := train.Restore(ck, res.Checkpoint); err != nil {
+		t.Fatal(err)
+	}
+	var backbone, teacherVars int
+	for v := range ck.IterVariables() {
+		if strings.HasPrefix(v.Path(), BackboneScope+"/") {
+			backbone++
+		}
+		if strings.HasPrefix(v.Path(), TeacherScope+"/") {
+			teacherVars++
+		}
+	}
+	if backbone == 0 || teacherVars != 0 {
+		t.Errorf("checkpoint has %d backbone and %d teacher variables", backbone, teacherVars)
+	}
+}
+
+func TestDistillErrors(t *testing.T) {
+	data, teacher := tinyTeacher(t)
+	base := []string{"dataset=scenes", "data=" + data, "size=32,32", "batch=2", "steps=1", "workers=1", "regressor_width=8"}
+	for _, tc := range []struct{ set, want string }{
+		{"taps=dec_s64", `unknown feature tap "dec_s64"`},
+		{"size=30,32", "30"},
+		{"t=5000", "t = 5000"},
+		{"teacher=" + filepath.Join(t.TempDir(), "none.safetensors"), "none.safetensors"},
+	} {
+		set := append(append([]string{}, base...), "teacher="+teacher, tc.set)
+		_, err := Run(backend.Go(), storeWith(t, Defaults(), set...), t.TempDir(), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one containing %q", tc.set, err, tc.want)
+		}
+	}
+}
+
+// TestEveryStudentVariableGetsAGradient runs one SGD step: the momentum buffer of each student
+// variable then equals its gradient, which must not be zero everywhere. adm_tiny's taps have
+// strides 4, 2 and 1, so the student uses the small stem (levels at strides 1..8) for every
+// level of its FPN to be regressed.
+func TestEveryStudentVariableGetsAGradient(t *testing.T) {
+	data, teacher := tinyTeacher(t)
+	store := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher,
+		"batch=2", "steps=1", "warmup=0", "regressor_width=8", "workers=1", "feature_images=0", "optimizer=sgd", "weight_decay=0", "small_stem=true")
+	if _, err := Run(backend.Go(), store, t.TempDir(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for v := range store.IterVariables() {
+		if !v.Trainable || !strings.HasPrefix(v.Path(), StudentScope+"/") {
+			continue
+		}
+		buf := store.GetVariable("/optimizer" + v.Path() + "/momentum")
+		if buf == nil {
+			t.Errorf("%s was not optimised", v.Path())
+			continue
+		}
+		nonZero := false
+		for _, g := range tensors.MustCopyFlatData[float32](buf.MustValue()) {
+			if g != 0 {
+				nonZero = true
+				break
+			}
+		}
+		if !nonZero {
+			t.Errorf("%s got a zero gradient", v.Path())
+		}
+		checked++
+	}
+	if checked < 50 {
+		t.Errorf("only %d student variables checked", checked)
+	}
+}
