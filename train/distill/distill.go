@@ -59,25 +59,25 @@ func Defaults() map[string]any {
 		"flip":    true,
 		// teacher is the checkpoint of `dreamteacher pretrain-diffusion`; its UNet configuration
 		// and diffusion process are read from it.
-		"teacher":       "",
-		"teacher_scope": pretrain.EMAScope, // the EMA weights
-		"t":             50,                // the noising step of the encoder (paper: 150 ImageNet, 50 others)
-		"taps":          []string{},        // teacher taps (default: the decoder's last block per level, strides 32..4)
-		"backbone":      "resnet18",
-		"small_stem":    false,
-		"regressor_width": 256,
-		"at_weight":       feature.DefaultATWeight,
-		"batch":           16,
-		"steps":           1000,
-		"optimizer":       "adamw",
-		"lr":              1e-3,
-		"weight_decay":    0.05,
-		"schedule":        "cosine",
-		"warmup":          50,
-		"min_lr":          0.0,
-		"clip":            0.0,
-		"seed":            0,
-		"workers":         2,
+		"teacher":          "",
+		"teacher_scope":    pretrain.EMAScope, // the EMA weights
+		"t":                50,                // the noising step of the encoder (paper: 150 ImageNet, 50 others)
+		"taps":             []string{},        // teacher taps (default: the decoder's last block per level, strides 32..4)
+		"backbone":         "resnet18",
+		"small_stem":       false,
+		"regressor_width":  256,
+		"at_weight":        feature.DefaultATWeight,
+		"batch":            16,
+		"steps":            1000,
+		"optimizer":        "adamw",
+		"lr":               1e-3,
+		"weight_decay":     0.05,
+		"schedule":         "cosine",
+		"warmup":           50,
+		"min_lr":           0.0,
+		"clip":             0.0,
+		"seed":             0,
+		"workers":          2,
 		"checkpoint_every": 0,
 		"log_every":        10,
 		"feature_images":   4, // images drawn in features.png (teacher vs student PCA per level)
