@@ -15,6 +15,13 @@ import (
 	"golang.org/x/term"
 )
 
+// Stepper runs one training step on a batch: a Trainer, or a composite such as a GAN's
+// discriminator and generator steps. Result.Step must count the steps taken (the store's
+// StepVar).
+type Stepper interface {
+	Step(batch ...*tensors.Tensor) (Result, error)
+}
+
 // Batches yields the training batches: the inputs of the LossFn, in order. Its position must be
 // restorable for exact resumption (see LoopConfig.Position).
 type Batches func() ([]*tensors.Tensor, error)
@@ -66,7 +73,7 @@ func (e *NonFiniteError) Error() string {
 // Run trains until cfg.Steps steps have been taken, starting from the store's current step
 // (restore a checkpoint into the store first to resume). It appends metrics to
 // Dir/metrics.jsonl, writes checkpoints to Dir and the loss curves to Dir/loss.png.
-func Run(tr *Trainer, store *model.Store, next Batches, cfg LoopConfig) (Summary, error) {
+func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary, error) {
 	if cfg.Keep == 0 {
 		cfg.Keep = 3
 	}

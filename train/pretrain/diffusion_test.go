@@ -77,3 +77,23 @@ func TestDiffusionPretrainResumeAndSample(t *testing.T) {
 		t.Errorf("bad size error: %v", err)
 	}
 }
+
+func TestGANPretrain(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "scenes")
+	if err := scenes.Generate(data, scenes.Config{Train: 4, Val: 1, Size: 32, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	store := model.NewStore()
+	configs.SetDefaults(store, GANDefaults())
+	s, _ := configs.ParseSet([]string{"dataset=scenes", "data=" + data, "batch=2", "steps=2", "d_steps=1", "samples=4", "workers=1"})
+	if err := configs.Apply(store, GANDefaults(), s); err != nil {
+		t.Fatal(err)
+	}
+	res, err := GAN(backend.Go(), store, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 2 || res.Samples == "" {
+		t.Fatalf("result %+v", res)
+	}
+}
