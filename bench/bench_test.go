@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"testing"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
@@ -23,13 +24,20 @@ func TestRunSmall(t *testing.T) {
 	}
 }
 
-// TestProfile writes a CPU profile of the ResNet-18 step when BENCH_PROFILE is set.
+// TestProfile writes a CPU profile of the ResNet-18 step when BENCH_PROFILE is set
+// (image size BENCH_PROFILE_SIZE, default 32).
 func TestProfile(t *testing.T) {
 	path := os.Getenv("BENCH_PROFILE")
 	if path == "" {
 		t.Skip("set BENCH_PROFILE=file.prof to profile the ResNet-18 step")
 	}
-	lossFn, inputs := resnet18CIFAR(32, 8)
+	size := 32
+	if v := os.Getenv("BENCH_PROFILE_SIZE"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			size = n
+		}
+	}
+	lossFn, inputs := resnet18CIFAR(size, 8)
 	store := model.NewStore()
 	tr, err := train.NewTrainer(backend.Go(), store, train.Config{
 		Optimizer: train.OptimizerConfig{Name: "adamw"}, Schedule: train.Schedule{Kind: "constant", BaseLR: 1e-3},

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
+	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
+	_ "github.com/dreamteacher-go/dreamteacher/models/backbones/all"
 	"github.com/gomlx/compute"
 )
 

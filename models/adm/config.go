@@ -101,6 +101,15 @@ var Configs = map[string]Config{
 		NumHeadChannels: 32, UseScaleShiftNorm: true, ResblockUpdown: true, ConvResample: true,
 		LearnSigma: true,
 	},
+	// The demo's teacher at 64x64 on CPU: 32 channels, 6 levels like the 256 model (strides 1..32,
+	// so that its default taps dec_s32..dec_s4 line up with a backbone's C5..C2), 1 res block,
+	// attention at 8 px (rate 8).
+	"adm_demo": {
+		ImageSize: 64, InChannels: 3, OutChannels: 3, ModelChannels: 32,
+		ChannelMult: []int{1, 1, 2, 2, 2, 2}, NumResBlocks: 1, AttentionResolutions: []int{8},
+		NumHeadChannels: 32, UseScaleShiftNorm: true, ResblockUpdown: true, ConvResample: true,
+		LearnSigma: true,
+	},
 	// The tiny model of the tests and smoke runs, for 32..64 px: 32 channels, 3 levels (strides
 	// 1, 2, 4), 1 res block, attention at 8 px of 32 (rate 4). 1,371,974 parameters.
 	"adm_tiny": {

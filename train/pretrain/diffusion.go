@@ -132,18 +132,9 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	if err != nil {
 		return DiffusionResult{}, err
 	}
-	unet := func(prefix string) diffusion.Model {
-		m := diffusion.UNet(cfg)
-		return func(scope *model.Scope, xt, t, y *Node) (*Node, *Node) {
-			for _, part := range strings.Split(prefix, "/") {
-				scope = scope.At("%s", part)
-			}
-			return m(scope, xt, t, y)
-		}
-	}
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
 		x0 := AddScalar(MulScalar(in[0], 2), -1) // [0, 1] -> [-1, 1]
-		return proc.TrainingLosses(scope, unet("unet"), x0, nil)
+		return proc.TrainingLosses(scope, ScopedUNet(cfg, "unet"), x0, nil)
 	}
 	steps := int64(num("steps"))
 	tr, err := train.NewTrainer(b, store, train.Config{
@@ -178,11 +169,23 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	res := DiffusionResult{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0)}
 	if n := num("samples"); n > 0 {
 		res.Samples = filepath.Join(outDir, "samples.png")
-		if err := SampleGrid(b, store, proc, cfg, unet("ema/unet"), n, size[0], size[1], num("sample_steps"), res.Samples); err != nil {
+		if err := SampleGrid(b, store, proc, cfg, ScopedUNet(cfg, "ema/unet"), n, size[0], size[1], num("sample_steps"), res.Samples); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// ScopedUNet is the UNet of cfg as a diffusion model whose variables are under prefix
+// ("unet" for the trained weights, "ema/unet" for their average).
+func ScopedUNet(cfg adm.Config, prefix string) diffusion.Model {
+	m := diffusion.UNet(cfg)
+	return func(scope *model.Scope, xt, t, y *Node) (*Node, *Node) {
+		for _, part := range strings.Split(prefix, "/") {
+			scope = scope.At("%s", part)
+		}
+		return m(scope, xt, t, y)
+	}
 }
 
 // SampleGrid draws n images with DDIM (steps steps) from the model m whose variables are in
@@ -193,9 +196,24 @@ func SampleGrid(b compute.Backend, store *model.Store, proc *diffusion.Diffusion
 	if err != nil {
 		return err
 	}
+	return saveGrid(x, n, h, w, cfg.InChannels, path)
+}
+
+// SampleGridDDPM is SampleGrid with ancestral (DDPM) sampling over steps respaced timesteps.
+func SampleGridDDPM(b compute.Backend, store *model.Store, proc *diffusion.Diffusion, cfg adm.Config, m diffusion.Model,
+	n, h, w, steps int, path string) error {
+	x, err := proc.SampleDDPM(b, store, m, diffusion.SampleOptions{N: n, Height: h, Width: w, Channels: cfg.InChannels, Steps: steps})
+	if err != nil {
+		return err
+	}
+	return saveGrid(x, n, h, w, cfg.InChannels, path)
+}
+
+// saveGrid writes images in [-1, 1] as a square-ish PNG grid.
+func saveGrid(x *tensors.Tensor, n, h, w, c int, path string) error {
 	flat := tensors.MustCopyFlatData[float32](x)
 	var imgs []image.Image
-	for _, im := range viz.SplitBatch(flat, n, h, w, cfg.InChannels) {
+	for _, im := range viz.SplitBatch(flat, n, h, w, c) {
 		imgs = append(imgs, im.ToRGBA(-1, 1))
 	}
 	cols := 1

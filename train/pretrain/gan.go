@@ -2,7 +2,6 @@ package pretrain
 
 import (
 	"fmt"
-	"image"
 	"io"
 	"path/filepath"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/losses/gan"
 	"github.com/dreamteacher-go/dreamteacher/models/biggan"
 	"github.com/dreamteacher-go/dreamteacher/train"
-	"github.com/dreamteacher-go/dreamteacher/viz"
 	"github.com/gomlx/compute"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
@@ -144,14 +142,5 @@ func GANSampleGrid(b compute.Backend, store *model.Store, cfg biggan.Config, n i
 		return err
 	}
 	x := out.Images
-	h, w := x.Shape().Dim(1), x.Shape().Dim(2)
-	var imgs []image.Image
-	for _, im := range viz.SplitBatch(tensors.MustCopyFlatData[float32](x), n, h, w, 3) {
-		imgs = append(imgs, im.ToRGBA(-1, 1))
-	}
-	cols := 1
-	for cols*cols < n {
-		cols++
-	}
-	return viz.SavePNG(path, viz.Grid(imgs, cols, 2))
+	return saveGrid(x, n, x.Shape().Dim(1), x.Shape().Dim(2), 3, path)
 }

@@ -1,5 +1,0 @@
-package main
-
-func inspectModel(args []string) error {
-	return usagef("inspect model: not wired yet")
-}

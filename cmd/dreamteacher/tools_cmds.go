@@ -1,0 +1,414 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/dreamteacher-go/dreamteacher/convert"
+	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/eval/semseg"
+	"github.com/dreamteacher-go/dreamteacher/eval/tables"
+	"github.com/dreamteacher-go/dreamteacher/models/adm"
+	"github.com/dreamteacher-go/dreamteacher/models/backbones"
+	"github.com/dreamteacher-go/dreamteacher/models/biggan"
+	"github.com/dreamteacher-go/dreamteacher/models/flops"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+func init() {
+	register("sample", "draw images from a teacher checkpoint (ADM: DDIM/DDPM; BigGAN) into a PNG grid", runSample)
+	register("eval", "evaluate predicted masks (--task semseg), or write the paper's tables with our rows (--table)", runEval)
+	register("convert", "convert PyTorch weights (torchvision, timm, guided-diffusion) into a checkpoint", runConvert)
+}
+
+func runSample(args []string) error {
+	fs, backendFlag := flagSet("sample")
+	ckpt := fs.String("checkpoint", "", "a pretrain-diffusion or pretrain-gan checkpoint (file, or its output folder)")
+	out := fs.String("out", "samples.png", "PNG to write")
+	n := fs.Int("n", 16, "number of images")
+	steps := fs.Int("steps", 50, "sampling steps (ADM; respaced)")
+	sampler := fs.String("sampler", "ddim", "ADM sampler: ddim or ddpm")
+	ema := fs.Bool("ema", true, "sample with the EMA weights")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	path, err := checkpointPath("checkpoint", *ckpt)
+	if err != nil {
+		return err
+	}
+	if *n <= 0 || *steps <= 0 {
+		return usagef("--n and --steps must be positive")
+	}
+	settings, err := train.ReadSettings(path)
+	if err != nil {
+		return err
+	}
+	b, _, err := newBackend(*backendFlag)
+	if err != nil {
+		return err
+	}
+	store := model.NewStore()
+	if _, err := train.Restore(store, path); err != nil {
+		return err
+	}
+	if name, ok := settings["biggan"].(string); ok {
+		cfg, err := biggan.Get(name)
+		if err != nil {
+			return err
+		}
+		if err := pretrain.GANSampleGrid(b, store, cfg, *n, *out); err != nil {
+			return err
+		}
+		fmt.Printf("%d samples of %s -> %s\n", *n, name, *out)
+		return nil
+	}
+	name, ok := settings["adm"].(string)
+	if !ok {
+		return fmt.Errorf("%s: not a teacher checkpoint (no adm or biggan setting)", path)
+	}
+	cfg, err := adm.GetConfig(name)
+	if err != nil {
+		return err
+	}
+	proc, err := pretrain.Process(store, cfg)
+	if err != nil {
+		return err
+	}
+	size := settings["size"].([]int)
+	scope := "unet"
+	if *ema {
+		scope = "ema/unet"
+	}
+	m := pretrain.ScopedUNet(cfg, scope)
+	switch *sampler {
+	case "ddim":
+		err = pretrain.SampleGrid(b, store, proc, cfg, m, *n, size[0], size[1], *steps, *out)
+	case "ddpm":
+		err = pretrain.SampleGridDDPM(b, store, proc, cfg, m, *n, size[0], size[1], *steps, *out)
+	default:
+		return usagef("--sampler: unknown %q (known: ddim, ddpm)", *sampler)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%d samples of %s (%s, %d steps) -> %s\n", *n, name, *sampler, *steps, *out)
+	return nil
+}
+
+// checkpointPath resolves a checkpoint flag: a file, or the newest checkpoint of a folder.
+func checkpointPath(flagName, p string) (string, error) {
+	if p == "" {
+		return "", usagef("--%s is required", flagName)
+	}
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", usagef("--%s: %s does not exist", flagName, p)
+	}
+	if !st.IsDir() {
+		return p, nil
+	}
+	ck, ok, err := train.Latest(p)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", usagef("--%s: no checkpoint (ckpt-*.safetensors) in %s", flagName, p)
+	}
+	return ck.Path, nil
+}
+
+func runEval(args []string) error {
+	fs, _ := flagSet("eval")
+	task := fs.String("task", "", "semseg: compare predicted masks with a dataset's labels")
+	dataset := fs.String("dataset", "", "registered dataset: "+strings.Join(datasets.Names(), ", "))
+	data := fs.String("data", "", "the dataset's root folder")
+	split := fs.String("split", "val", "split")
+	preds := fs.String("predictions", "", "folder of predicted masks: <image base name>.png, class indices")
+	table := fs.String("table", "", "write a paper table with our rows: "+strings.Join(tables.Names(), ", "))
+	var rows setFlag
+	fs.Var(&rows, "row", "our row for --table: method=path/to/result.json (repeatable)")
+	outFlag := fs.String("out", "", "with --table: write <out>.md and <out>.csv (default: print Markdown)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *table != "" {
+		return writeTable(*table, rows, *outFlag)
+	}
+	if *task != "semseg" {
+		return usagef("--task: want semseg (or use --table)")
+	}
+	if *dataset == "" {
+		return usagef("--dataset is required (known: %s)", strings.Join(datasets.Names(), ", "))
+	}
+	if err := requireDir("data", *data); err != nil {
+		return err
+	}
+	if err := requireDir("predictions", *preds); err != nil {
+		return err
+	}
+	ds, err := datasets.Open(*dataset, *data, *split, datasets.Options{Task: "semantic"})
+	if err != nil {
+		return err
+	}
+	classes := ds.Classes()
+	ev := semseg.New(len(classes), datasets.IgnoreLabel)
+	pather, _ := ds.(datasets.Pather)
+	for i := range ds.Len() {
+		s, err := ds.Get(i)
+		if err != nil {
+			return err
+		}
+		img := s.Path
+		if pather != nil {
+			img = pather.Path(i)
+		}
+		base := strings.TrimSuffix(filepath.Base(img), filepath.Ext(img))
+		predPath := filepath.Join(*preds, base+".png")
+		pred, w, h, err := semseg.ReadMask(predPath)
+		if err != nil {
+			return err
+		}
+		if w != s.Image.W || h != s.Image.H {
+			return fmt.Errorf("%s is %dx%d, its label (image %s) is %dx%d", predPath, w, h, img, s.Image.W, s.Image.H)
+		}
+		label := make([]int32, len(s.Semantic))
+		for j, v := range s.Semantic {
+			label[j] = int32(v)
+		}
+		if err := ev.Process(pred, label); err != nil {
+			return fmt.Errorf("%s: %w", predPath, err)
+		}
+	}
+	res := ev.Evaluate()
+	fmt.Print(res.Format(classes))
+	fmt.Printf("mIoU %.2f  mAcc %.2f  aAcc %.2f  (%d images of %s)\n", 100*res.MIoU, 100*res.MAcc, 100*res.AAcc, ds.Len(), ds.Name())
+	return nil
+}
+
+func runConvert(args []string) error {
+	fs, _ := flagSet("convert")
+	input := fs.String("input", "", "PyTorch checkpoint (.pt/.pth/.safetensors) or catalogue name (see --list)")
+	out := fs.String("out", "", "checkpoint to write (.safetensors, or a folder)")
+	family := fs.String("family", "", "resnet, convnext or adm (default: from --input)")
+	arch := fs.String("arch", "", "architecture, e.g. resnet50, convnext_tiny, adm_256x256_uncond")
+	scope := fs.String("scope", "/model/backbone", "scope of the weights in the checkpoint")
+	cache := fs.String("cache", convert.DefaultCacheDir(), "folder of downloaded weights")
+	offline := fs.Bool("offline", false, "never download (a missing file is an error saying what to fetch and where)")
+	list := fs.Bool("list", false, "list the catalogue of known pretrained weights")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *list {
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		for _, e := range convert.Catalogue() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Family, e.Arch, e.URL)
+		}
+		return tw.Flush()
+	}
+	if *input == "" || *out == "" {
+		return usagef("--input and --out are required")
+	}
+	rep, err := convert.Run(context.Background(), convert.Options{Family: *family, Arch: *arch, Input: *input, Out: *out,
+		Scope: *scope, CacheDir: *cache, Offline: *offline})
+	if err != nil {
+		return err
+	}
+	fmt.Println(rep.String())
+	return nil
+}
+
+func inspectModel(args []string) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usagef("inspect model NAME: a backbone (%s), an ADM (%s) or a BigGAN (%s)",
+			strings.Join(backbones.Names(), ", "), strings.Join(adm.ConfigNames(), ", "), strings.Join(biggan.Names(), ", "))
+	}
+	name := args[0]
+	fs, backendFlag := flagSet("inspect model")
+	size := fs.String("size", "", "input height,width (default: the model's own, 224 for backbones)")
+	classes := fs.Int("classes", 1000, "classification head of a backbone (0: none)")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	b, _, err := newBackend(*backendFlag)
+	if err != nil {
+		return err
+	}
+	h, w, err := parseSize(*size)
+	if err != nil {
+		return err
+	}
+	var rep flops.Report
+	var reference string
+	switch {
+	case contains(backbones.Names(), name):
+		if h == 0 {
+			h, w = 224, 224
+		}
+		rep, err = flops.Backbone(b, name, backbones.Options{NumClasses: *classes}, 1, h, w)
+		if e, _ := backbones.Get(name); e.ReferenceCount > 0 && *classes == 1000 {
+			reference = fmt.Sprintf("%s: %d parameters", e.Reference, e.ReferenceCount)
+		}
+	case contains(adm.ConfigNames(), name):
+		cfg, _ := adm.GetConfig(name)
+		if h == 0 {
+			h, w = cfg.InputSize()
+		}
+		if err := cfg.CheckInputSize(h, w); err != nil {
+			return usagef("--size: %v", err)
+		}
+		rep, err = flops.Inspect(b, shapes.Make(dtypes.Float32, 1, h, w, cfg.InChannels), func(scope *model.Scope, x *Node) map[string]*Node {
+			t := Zeros(x.Graph(), shapes.Make(dtypes.Float32, 1))
+			var y *Node
+			if cfg.NumClasses > 0 {
+				y = Zeros(x.Graph(), shapes.Make(dtypes.Int32, 1))
+			}
+			o := adm.New(scope, cfg).Done(x, t, y)
+			outs := map[string]*Node{"eps": o.Eps}
+			for k, v := range o.Taps {
+				outs["tap "+k] = v
+			}
+			return outs
+		})
+		reference = fmt.Sprintf("guided-diffusion create_model: %d parameters", adm.NumParams(cfg))
+	case contains(biggan.Names(), name):
+		cfg, _ := biggan.Get(name)
+		rep, err = flops.Inspect(b, shapes.Make(dtypes.Float32, 1, cfg.DimZ), func(scope *model.Scope, z *Node) map[string]*Node {
+			var y *Node
+			if cfg.Conditional() {
+				y = Zeros(z.Graph(), shapes.Make(dtypes.Int32, 1))
+			}
+			o := biggan.Generate(scope, z, y, cfg)
+			outs := map[string]*Node{"image": o.Image}
+			for k, v := range o.Taps {
+				outs["tap "+k] = v
+			}
+			return outs
+		})
+		g, d := biggan.NumParams(cfg)
+		reference = fmt.Sprintf("BigGAN-PyTorch: generator %d, discriminator %d parameters (generator shown)", g, d)
+	default:
+		return usagef("unknown model %q: backbones %s; ADM %s; BigGAN %s", name, strings.Join(backbones.Names(), ", "),
+			strings.Join(adm.ConfigNames(), ", "), strings.Join(biggan.Names(), ", "))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("model:       %s\ninput:       %s\nparameters:  %d (trainable), buffers %d\n", name, rep.Input, rep.Params, rep.Buffers)
+	if reference != "" {
+		fmt.Printf("reference:   %s\n", reference)
+	}
+	fmt.Printf("forward:     %s\noutputs:\n", rep.Counts)
+	names := make([]string, 0, len(rep.Outputs))
+	for k := range rep.Outputs {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Printf("  %-24s %s\n", k, rep.Outputs[k])
+	}
+	return nil
+}
+
+func parseSize(s string) (int, int, error) {
+	if s == "" {
+		return 0, 0, nil
+	}
+	var h, w int
+	if n, err := fmt.Sscanf(s, "%d,%d", &h, &w); err != nil || n != 2 || h <= 0 || w <= 0 {
+		return 0, 0, usagef("--size: want height,width, got %q", s)
+	}
+	return h, w, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// writeTable prints (or writes) a paper table with our rows. Each row is
+// "METHOD|COLUMN=result.json[#key];COLUMN=..." where key is the result's metric (default: mIoU
+// for a semseg result, APbb or APmk by the column's name for an instseg result).
+func writeTable(name string, rows []string, out string) error {
+	t, err := tables.PaperTable(name)
+	if err != nil {
+		return usagef("--table: %v", err)
+	}
+	for _, spec := range rows {
+		method, cells, ok := strings.Cut(spec, "|")
+		if !ok || method == "" {
+			return usagef("--row %q: want METHOD|COLUMN=result.json[#key];...", spec)
+		}
+		row := tables.Row{Method: method, Source: tables.Ours, Values: map[string]float64{}}
+		for _, cell := range strings.Split(cells, ";") {
+			col, src, ok := strings.Cut(cell, "=")
+			if !ok {
+				return usagef("--row %q: cell %q is not COLUMN=result.json", spec, cell)
+			}
+			path, key, _ := strings.Cut(src, "#")
+			v, err := resultValue(path, key, col)
+			if err != nil {
+				return err
+			}
+			row.Values[col] = v
+		}
+		if err := t.Add(row); err != nil {
+			return usagef("--row: %v", err)
+		}
+	}
+	if out == "" {
+		fmt.Print(t.Markdown())
+		return nil
+	}
+	if err := os.WriteFile(out+".md", []byte(t.Markdown()), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(out+".csv", []byte(t.CSV()), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s.md and %s.csv\n", out, out)
+	return nil
+}
+
+// resultValue reads one metric of a result.json.
+func resultValue(path, key, column string) (float64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, usagef("--row: %v", err)
+	}
+	var r map[string]any
+	if err := json.Unmarshal(data, &r); err != nil {
+		return 0, fmt.Errorf("%s: %v", path, err)
+	}
+	if key == "" {
+		switch {
+		case r["task"] == "semseg":
+			key = "mIoU"
+		case strings.Contains(column, "APmk"):
+			key = "APmk"
+		case strings.Contains(column, "APbb"):
+			key = "APbb"
+		default:
+			return 0, usagef("--row: say which metric of %s goes in %q (COLUMN=%s#key)", path, column, path)
+		}
+	}
+	v, ok := r[key].(float64)
+	if !ok {
+		return 0, fmt.Errorf("%s has no number %q", path, key)
+	}
+	return v, nil
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dreamteacher-go/dreamteacher/train/distill"
+	"github.com/dreamteacher-go/dreamteacher/train/finetune"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+)
+
+func init() {
+	register("pretrain-diffusion", "train the ADM diffusion teacher on unlabeled images (checkpoints + sample grid)", runPretrainDiffusion)
+	register("pretrain-gan", "train the BigGAN teacher on unlabeled images (checkpoints + sample grid)", runPretrainGAN)
+	register("distill", "distil a frozen teacher's features into a backbone (the DreamTeacher pre-training)", runDistill)
+	register("finetune", "fine-tune a backbone on a dense task: --task semseg (UperNet) or instseg (Mask R-CNN)", runFinetune)
+}
+
+func runPretrainDiffusion(args []string) error {
+	e := newExperiment("pretrain-diffusion", "out/teacher", pretrain.DiffusionDefaults())
+	b, store, err := e.prepare(args)
+	if err != nil {
+		return err
+	}
+	res, err := pretrain.Diffusion(b, store, *e.out, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("teacher: %d steps in %s, final loss %.4f\ncheckpoint: %s\nsamples:    %s\n",
+		res.Steps, res.TrainTime.Round(time.Second), res.LastLoss, res.Checkpoint, res.Samples)
+	return writeResult(*e.out, map[string]any{"task": "pretrain-diffusion", "steps": res.Steps, "loss": res.LastLoss,
+		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "samples": res.Samples, "settings": settingsMap(store, e.defaults)})
+}
+
+func runPretrainGAN(args []string) error {
+	e := newExperiment("pretrain-gan", "out/gan", pretrain.GANDefaults())
+	b, store, err := e.prepare(args)
+	if err != nil {
+		return err
+	}
+	res, err := pretrain.GAN(b, store, *e.out, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("GAN: %d generator steps in %s\ncheckpoint: %s\nsamples:    %s\n", res.Steps, res.TrainTime.Round(time.Second), res.Checkpoint, res.Samples)
+	return writeResult(*e.out, map[string]any{"task": "pretrain-gan", "steps": res.Steps, "train_seconds": res.TrainTime.Seconds(),
+		"checkpoint": res.Checkpoint, "samples": res.Samples, "settings": settingsMap(store, e.defaults)})
+}
+
+func runDistill(args []string) error {
+	e := newExperiment("distill", "out/distill", distill.Defaults())
+	b, store, err := e.prepare(args)
+	if err != nil {
+		return err
+	}
+	res, err := distill.Run(b, store, *e.out, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("distilled: %d steps in %s, loss %.4f -> %.4f\ncheckpoint: %s (backbone under %s)\nfeatures:   %s\n",
+		res.Steps, res.TrainTime.Round(time.Second), res.FirstLoss, res.LastLoss, res.Checkpoint, distill.BackboneScope, res.Features)
+	return writeResult(*e.out, map[string]any{"task": "distill", "steps": res.Steps, "first_loss": res.FirstLoss, "loss": res.LastLoss,
+		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "features": res.Features, "settings": settingsMap(store, e.defaults)})
+}
+
+func runFinetune(args []string) error {
+	task, args, err := extractFlag(args, "task", "semseg")
+	if err != nil {
+		return err
+	}
+	switch task {
+	case "semseg":
+		e := newExperiment("finetune", "out/finetune-semseg", finetune.SemsegDefaults())
+		e.fs.String("task", "semseg", "semseg (UperNet) or instseg (Mask R-CNN)")
+		b, store, err := e.prepare(args)
+		if err != nil {
+			return err
+		}
+		res, err := finetune.Semseg(b, store, *e.out, os.Stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Print(res.Metrics.Format(res.Classes))
+		fmt.Printf("mIoU %.2f (%d labelled images, train %s, eval %s)\ncheckpoint:  %s\npredictions: %s\n",
+			100*res.Metrics.MIoU, res.LabeledImages, res.TrainTime.Round(time.Second), res.EvalTime.Round(time.Second), res.Checkpoint, res.Overlays)
+		return writeResult(*e.out, map[string]any{"task": "semseg", "mIoU": 100 * res.Metrics.MIoU, "mAcc": 100 * res.Metrics.MAcc,
+			"aAcc": 100 * res.Metrics.AAcc, "per_class_iou": perClass(res.Classes, res.Metrics.IoU), "labeled_images": res.LabeledImages,
+			"train_seconds": res.TrainTime.Seconds(), "eval_seconds": res.EvalTime.Seconds(), "checkpoint": res.Checkpoint,
+			"predictions": res.Overlays, "settings": settingsMap(store, e.defaults)})
+	default:
+		return usagef("--task: unknown %q (known: semseg, instseg)", task)
+	}
+}
+
+func perClass(names []string, values []float64) map[string]any {
+	out := map[string]any{}
+	for i, v := range values {
+		name := fmt.Sprint(i)
+		if i < len(names) {
+			name = names[i]
+		}
+		if v != v { // NaN: class absent
+			out[name] = nil
+		} else {
+			out[name] = 100 * v
+		}
+	}
+	return out
+}
+
+// extractFlag removes --name value / --name=value from args (a flag that selects which other
+// flags exist) and returns its value, or def.
+func extractFlag(args []string, name, def string) (string, []string, error) {
+	value := def
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--"+name || a == "-"+name:
+			if i+1 >= len(args) {
+				return "", nil, usagef("flag needs an argument: --%s", name)
+			}
+			value = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--"+name+"="):
+			value = strings.TrimPrefix(a, "--"+name+"=")
+		case strings.HasPrefix(a, "-"+name+"="):
+			value = strings.TrimPrefix(a, "-"+name+"=")
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return value, rest, nil
+}
