@@ -16,7 +16,6 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/configs"
@@ -26,11 +25,11 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/losses/feature"
 	"github.com/dreamteacher-go/dreamteacher/models/adm"
 	"github.com/dreamteacher-go/dreamteacher/models/backbones"
-	"github.com/dreamteacher-go/dreamteacher/models/diffusion"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
 	"github.com/dreamteacher-go/dreamteacher/models/regressor"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/dreamteacher-go/dreamteacher/train/teachers"
 	"github.com/dreamteacher-go/dreamteacher/viz"
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -40,9 +39,8 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 )
 
-// Scopes of the distillation graph.
+// Scopes of the distillation graph (the teacher is under teachers.Scope).
 const (
-	TeacherScope   = "/teacher"
 	StudentScope   = "/student"
 	BackboneScope  = "/student/backbone"
 	RegressorScope = "/student/regressor"
@@ -95,105 +93,6 @@ type Result struct {
 	Taps       []adm.TapInfo
 }
 
-// Teacher is a frozen ADM teacher loaded from its pre-training checkpoint.
-type Teacher struct {
-	Config    adm.Config
-	Name      string // the configuration's name
-	Process   *diffusion.Diffusion
-	Step      int // encoding timestep t
-	Taps      []adm.TapInfo
-	ckpt      string
-	fromScope string
-}
-
-// LoadTeacher reads the teacher's configuration from its checkpoint's stored settings (it does
-// not load the weights yet: see Teacher.Load).
-func LoadTeacher(ckpt, fromScope string, step int, taps []string) (*Teacher, error) {
-	if ckpt == "" {
-		return nil, fmt.Errorf("teacher: no checkpoint given (set teacher = <pretrain-diffusion checkpoint>)")
-	}
-	settings, err := train.ReadSettings(ckpt)
-	if err != nil {
-		return nil, fmt.Errorf("teacher: %w", err)
-	}
-	name, ok := settings["adm"].(string)
-	if !ok {
-		return nil, fmt.Errorf("teacher %s: not an ADM pre-training checkpoint (no \"adm\" setting)", ckpt)
-	}
-	cfg, err := adm.GetConfig(name)
-	if err != nil {
-		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
-	}
-	// The diffusion process of the pre-training run.
-	procStore := model.NewStore()
-	configs.SetDefaults(procStore, map[string]any{
-		"noise_schedule": settings["noise_schedule"], "diffusion_steps": settings["diffusion_steps"],
-	})
-	proc, err := pretrain.Process(procStore, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
-	}
-	if step < 0 || step >= proc.NumTimesteps {
-		return nil, fmt.Errorf("t = %d: the teacher's process has steps 0..%d", step, proc.NumTimesteps-1)
-	}
-	if len(taps) == 0 {
-		taps = adm.DefaultTaps(cfg)
-	}
-	t := &Teacher{Config: cfg, Name: name, Process: proc, Step: step, ckpt: ckpt, fromScope: fromScope}
-	for _, tap := range taps {
-		info, err := adm.LookupTap(cfg, tap)
-		if err != nil {
-			return nil, fmt.Errorf("taps: %w", err)
-		}
-		t.Taps = append(t.Taps, info)
-	}
-	return t, nil
-}
-
-// Encode builds the teacher's features for images in [0, 1] under scope (TeacherScope), with
-// no gradient: noise to step t with fresh noise, one UNet pass.
-func (t *Teacher) Encode(scope *model.Scope, images *Node) map[string]*Node {
-	x0 := AddScalar(MulScalar(images, 2), -1)
-	names := make([]string, len(t.Taps))
-	for i, tap := range t.Taps {
-		names[i] = tap.Name
-	}
-	unetScope := scope.In("unet")
-	nn.Freeze(unetScope)
-	out := t.Process.EncodeAt(unetScope, adm.New(unetScope, t.Config).Taps(names...), x0, t.Step, nil)
-	feats := map[string]*Node{}
-	for _, tap := range t.Taps {
-		feats[TargetName(tap.Name)] = StopGradient(out.Taps[tap.Name])
-	}
-	return feats
-}
-
-// Load copies the teacher's weights into the store under TeacherScope/unet (the variables must
-// have been declared) and freezes them.
-func (t *Teacher) Load(store *model.Store) error {
-	if _, err := train.LoadScope(store, t.ckpt, train.LoadSpec{From: t.fromScope, To: TeacherScope + "/unet", Strict: true}); err != nil {
-		return fmt.Errorf("teacher: %w", err)
-	}
-	for v := range store.IterVariables() {
-		if strings.HasPrefix(v.Path(), TeacherScope+"/") {
-			v.SetTrainable(false)
-		}
-	}
-	return nil
-}
-
-// TargetName turns a tap name into a scope-safe name for the regressor's outputs.
-func TargetName(tap string) string { return strings.ReplaceAll(tap, "/", "_") }
-
-// Targets are the regressor's outputs for an input of h x w.
-func (t *Teacher) Targets(h, w int) []regressor.Target {
-	out := make([]regressor.Target, len(t.Taps))
-	for i, tap := range t.Taps {
-		out[i] = regressor.Target{Name: TargetName(tap.Name), Channels: tap.Channels, Height: h / tap.Stride, Width: w / tap.Stride}
-	}
-	return out
-}
-
 // Run distils the teacher into the backbone on the store's settings (see Defaults), writing
 // checkpoints, metrics, loss curves and features.png under outDir. A store restored from a
 // checkpoint of outDir resumes.
@@ -202,7 +101,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	num := func(k string) int { return configs.Get[int](store, k) }
 	flt := func(k string) float64 { return configs.Get[float64](store, k) }
 
-	teacher, err := LoadTeacher(str("teacher"), str("teacher_scope"), num("t"), configs.Get[[]string](store, "taps"))
+	teacher, err := teachers.LoadDiffusion(str("teacher"), str("teacher_scope"), "", num("t"), configs.Get[[]string](store, "taps"))
 	if err != nil {
 		return Result{}, err
 	}
@@ -235,7 +134,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		return regressor.New(scope.In("regressor"), feats, teacher.Targets(size[0], size[1])).Width(num("regressor_width")).Done()
 	}
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
-		targets := teacher.Encode(scope.In("teacher"), in[0])
+		targets := targetsOf(teacher, scope.In("teacher"), in[0])
 		preds := student(scope.In("student"), in[0])
 		return feature.Loss(preds, targets, feature.Config{ATWeight: flt("at_weight"), LNEps: feature.DefaultLNEps})
 	}
@@ -247,7 +146,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	if err := teacher.Load(store); err != nil {
 		return Result{}, err
 	}
-	fmt.Fprintf(log, "teacher %s (%s, t=%d, taps %s) -> student %s\n", teacher.Name, teacher.ckpt, teacher.Step, tapList(teacher.Taps), str("backbone"))
+	fmt.Fprintf(log, "%s -> student %s\n", teacher.Describe(), str("backbone"))
 
 	steps := int64(num("steps"))
 	tr, err := train.NewTrainer(b, store, train.Config{
@@ -278,7 +177,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	sum, err := train.Run(tr, store, next, train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: bs, Title: fmt.Sprintf("%s <- %s on %s", str("backbone"), teacher.Name, ds.Name()), Out: log,
-		Exclude: []string{TeacherScope},
+		Exclude: []string{teachers.Scope},
 	})
 	if err != nil {
 		return Result{}, err
@@ -296,27 +195,29 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	return res, nil
 }
 
-func tapList(taps []adm.TapInfo) string {
-	s := make([]string, len(taps))
-	for i, t := range taps {
-		s[i] = fmt.Sprintf("%s (%d ch, stride %d)", t.Name, t.Channels, t.Stride)
+// targetsOf are the teacher's features keyed by the regressor's target names.
+func targetsOf(t *teachers.Diffusion, scope *model.Scope, images *Node) map[string]*Node {
+	feats := t.Features(scope, images)
+	out := make(map[string]*Node, len(feats))
+	for name, f := range feats {
+		out[teachers.TargetName(name)] = f
 	}
-	return strings.Join(s, ", ")
+	return out
 }
 
 // FeaturePNG draws, for the first n images of a batch, the image and then per level the
 // teacher's (LayerNorm-whitened) features and the student's predictions, each as its first
 // three PCA components — one basis per level, fitted on the teacher's maps, so that colours
 // compare directly.
-func FeaturePNG(b compute.Backend, store *model.Store, teacher *Teacher, student func(*model.Scope, *Node) map[string]*Node,
+func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusion, student func(*model.Scope, *Node) map[string]*Node,
 	images *tensors.Tensor, n int, path string) error {
 	names := make([]string, len(teacher.Taps))
 	for i, tap := range teacher.Taps {
-		names[i] = TargetName(tap.Name)
+		names[i] = teachers.TargetName(tap.Name)
 	}
 	sort.SliceStable(names, func(i, j int) bool { return teacher.Taps[i].Stride > teacher.Taps[j].Stride })
 	exec, err := model.NewExec(b, store, func(scope *model.Scope, x *Node) []*Node {
-		targets := teacher.Encode(scope.In("teacher"), x)
+		targets := targetsOf(teacher, scope.In("teacher"), x)
 		preds := student(scope.In("student"), x)
 		var out []*Node
 		for _, name := range names {

@@ -15,6 +15,7 @@ import (
 	_ "github.com/dreamteacher-go/dreamteacher/models/backbones/all"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/dreamteacher-go/dreamteacher/train/teachers"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 )
@@ -71,7 +72,7 @@ func TestDistillStep(t *testing.T) {
 	}
 	n := 0
 	for v := range store.IterVariables() {
-		rest, ok := strings.CutPrefix(v.Path(), TeacherScope+"/unet/")
+		rest, ok := strings.CutPrefix(v.Path(), teachers.Scope+"/unet/")
 		if !ok {
 			continue
 		}
@@ -101,7 +102,7 @@ func TestDistillStep(t *testing.T) {
 		if strings.HasPrefix(v.Path(), BackboneScope+"/") {
 			backbone++
 		}
-		if strings.HasPrefix(v.Path(), TeacherScope+"/") {
+		if strings.HasPrefix(v.Path(), teachers.Scope+"/") {
 			teacherVars++
 		}
 	}
