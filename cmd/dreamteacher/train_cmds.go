@@ -8,6 +8,7 @@ import (
 
 	"github.com/dreamteacher-go/dreamteacher/train/distill"
 	"github.com/dreamteacher-go/dreamteacher/train/finetune"
+	"github.com/dreamteacher-go/dreamteacher/train/interpret"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 )
 
@@ -15,6 +16,7 @@ func init() {
 	register("pretrain-diffusion", "train the ADM diffusion teacher on unlabeled images (checkpoints + sample grid)", runPretrainDiffusion)
 	register("pretrain-gan", "train the BigGAN teacher on unlabeled images (checkpoints + sample grid)", runPretrainGAN)
 	register("distill", "distil a frozen teacher's features into a backbone (the DreamTeacher pre-training)", runDistill)
+	register("interpret", "train the interpreter (label distillation's few-label head) on a frozen teacher's features", runInterpret)
 	register("finetune", "fine-tune a backbone on a dense task: --task semseg (UperNet) or instseg (Mask R-CNN)", runFinetune)
 }
 
@@ -63,6 +65,23 @@ func runDistill(args []string) error {
 		res.Steps, res.TrainTime.Round(time.Second), res.FirstLoss, res.LastLoss, res.Checkpoint, distill.BackboneScope, res.Features)
 	return writeResult(*e.out, map[string]any{"task": "distill", "steps": res.Steps, "first_loss": res.FirstLoss, "loss": res.LastLoss,
 		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "features": res.Features, "settings": settingsMap(store, e.defaults)})
+}
+
+func runInterpret(args []string) error {
+	e := newExperiment("interpret", "out/interpreter", interpret.Defaults())
+	b, store, err := e.prepare(args)
+	if err != nil {
+		return err
+	}
+	res, err := interpret.Run(b, store, *e.out, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Print(res.Metrics.Format(res.Classes))
+	fmt.Printf("interpreter mIoU %.2f on the val split (%d labelled images, train %s)\ncheckpoint:  %s\npredictions: %s\n",
+		100*res.Metrics.MIoU, res.LabeledImages, res.TrainTime.Round(time.Second), res.Checkpoint, res.Overlays)
+	return writeResult(*e.out, map[string]any{"task": "interpret", "mIoU": 100 * res.Metrics.MIoU, "labeled_images": res.LabeledImages,
+		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "settings": settingsMap(store, e.defaults)})
 }
 
 func runFinetune(args []string) error {

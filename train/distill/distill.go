@@ -22,12 +22,15 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/datasets"
 	"github.com/dreamteacher-go/dreamteacher/datasets/loader"
 	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
+	distillloss "github.com/dreamteacher-go/dreamteacher/losses/distill"
 	"github.com/dreamteacher-go/dreamteacher/losses/feature"
 	"github.com/dreamteacher-go/dreamteacher/models/adm"
 	"github.com/dreamteacher-go/dreamteacher/models/backbones"
+	"github.com/dreamteacher-go/dreamteacher/models/heads/interpreter"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
 	"github.com/dreamteacher-go/dreamteacher/models/regressor"
 	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/train/interpret"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	"github.com/dreamteacher-go/dreamteacher/train/teachers"
 	"github.com/dreamteacher-go/dreamteacher/viz"
@@ -41,6 +44,7 @@ import (
 
 // Scopes of the distillation graph (the teacher is under teachers.Scope).
 const (
+	LabelScope     = "/label/interpreter" // the frozen interpreter of label distillation
 	StudentScope   = "/student"
 	BackboneScope  = "/student/backbone"
 	RegressorScope = "/student/regressor"
@@ -57,14 +61,20 @@ func Defaults() map[string]any {
 		"flip":    true,
 		// teacher is the checkpoint of `dreamteacher pretrain-diffusion`; its UNet configuration
 		// and diffusion process are read from it.
-		"teacher":          "",
-		"teacher_scope":    pretrain.EMAScope, // the EMA weights
-		"t":                50,                // the noising step of the encoder (paper: 150 ImageNet, 50 others)
-		"taps":             []string{},        // teacher taps (default: the decoder's last block per level, strides 32..4)
-		"backbone":         "resnet18",
-		"small_stem":       false,
-		"regressor_width":  256,
-		"at_weight":        feature.DefaultATWeight,
+		"teacher":         "",
+		"teacher_scope":   pretrain.EMAScope, // the EMA weights
+		"t":               50,                // the noising step of the encoder (paper: 150 ImageNet, 50 others)
+		"taps":            []string{},        // teacher taps (default: the decoder's last block per level, strides 32..4)
+		"backbone":        "resnet18",
+		"small_stem":      false,
+		"regressor_width": 256,
+		"at_weight":       feature.DefaultATWeight,
+		// mode is "feature" (L_feat), "label" (L_ld: the interpreter's soft labels through a
+		// logit head on the regressor's outputs) or "mixed" (L_feat + ld_weight * L_ld).
+		"mode":             "feature",
+		"interpreter":      "", // checkpoint of interpreter training (label and mixed modes)
+		"tau":              4.0,
+		"ld_weight":        1.0,
 		"batch":            16,
 		"steps":            1000,
 		"optimizer":        "adamw",
@@ -133,10 +143,38 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		feats := entry.Build(scope.In("backbone"), backbones.Normalize(images), backbones.Options{SmallInputStem: configs.Get[bool](store, "small_stem")}).Features
 		return regressor.New(scope.In("regressor"), feats, teacher.Targets(size[0], size[1])).Width(num("regressor_width")).Done()
 	}
+	mode := str("mode")
+	var interp *interpret.Interpreter
+	switch mode {
+	case "feature":
+	case "label", "mixed":
+		if interp, err = interpret.LoadInterpreter(store, str("interpreter"), LabelScope); err != nil {
+			return Result{}, fmt.Errorf("mode %s: %w", mode, err)
+		}
+		if err := interp.CheckTeacher(teacher); err != nil {
+			return Result{}, err
+		}
+	default:
+		return Result{}, fmt.Errorf("mode %q: want feature, label or mixed", mode)
+	}
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
-		targets := targetsOf(teacher, scope.In("teacher"), in[0])
+		feats := teacher.Features(scope.In("teacher"), in[0])
 		preds := student(scope.In("student"), in[0])
-		return feature.Loss(preds, targets, feature.Config{ATWeight: flt("at_weight"), LNEps: feature.DefaultLNEps})
+		terms := map[string]*Node{}
+		if mode != "label" {
+			terms = feature.Loss(preds, byTargetName(feats), feature.Config{ATWeight: flt("at_weight"), LNEps: feature.DefaultLNEps})
+		}
+		if interp != nil {
+			ld := labelLoss(scope, interp, feats, preds, flt("tau"))
+			terms["ld"] = ld
+			if mode == "label" {
+				terms["loss"] = ld
+			} else {
+				terms["feat"] = terms["loss"]
+				terms["loss"] = Add(terms["loss"], MulScalar(ld, flt("ld_weight")))
+			}
+		}
+		return terms
 	}
 
 	inShape := []shapes.Shape{shapes.Make(dtypes.Float32, bs, size[0], size[1], 3)}
@@ -177,7 +215,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	sum, err := train.Run(tr, store, next, train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: bs, Title: fmt.Sprintf("%s <- %s on %s", str("backbone"), teacher.Name, ds.Name()), Out: log,
-		Exclude: []string{teachers.Scope},
+		Exclude: []string{teachers.Scope, "/label"},
 	})
 	if err != nil {
 		return Result{}, err
@@ -195,14 +233,28 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	return res, nil
 }
 
-// targetsOf are the teacher's features keyed by the regressor's target names.
-func targetsOf(t *teachers.Diffusion, scope *model.Scope, images *Node) map[string]*Node {
-	feats := t.Features(scope, images)
+// byTargetName keys the teacher's features (by tap name) by the regressor's target names.
+func byTargetName(feats map[string]*Node) map[string]*Node {
 	out := make(map[string]*Node, len(feats))
 	for name, f := range feats {
 		out[teachers.TargetName(name)] = f
 	}
 	return out
+}
+
+// labelLoss is L_ld: the frozen interpreter's logits z_g on the teacher's features and the
+// student's logits z_r from a logit head (an interpreter of the same shape, trained) on the
+// regressor's predictions of those features; H(softmax(z_g/tau), softmax(z_r/tau)).
+func labelLoss(scope *model.Scope, it *interpret.Interpreter, teacherFeats, preds map[string]*Node, tau float64) *Node {
+	zg := it.Logits(scope.In("label").In("interpreter"), teacherFeats)
+	studentFeats := map[string]*Node{}
+	for name := range teacherFeats {
+		studentFeats[name] = preds[teachers.TargetName(name)]
+	}
+	cfg := it.Config
+	cfg.OutHeight, cfg.OutWidth = zg.Shape().Dim(1), zg.Shape().Dim(2)
+	zr := interpreter.Build(scope.At("student").In("logit_head"), studentFeats, it.NumClasses, cfg)
+	return distillloss.New(zr, zg).Tau(tau).Done()
 }
 
 // FeaturePNG draws, for the first n images of a batch, the image and then per level the
@@ -217,7 +269,7 @@ func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusi
 	}
 	sort.SliceStable(names, func(i, j int) bool { return teacher.Taps[i].Stride > teacher.Taps[j].Stride })
 	exec, err := model.NewExec(b, store, func(scope *model.Scope, x *Node) []*Node {
-		targets := targetsOf(teacher, scope.In("teacher"), x)
+		targets := byTargetName(teacher.Features(scope.In("teacher"), x))
 		preds := student(scope.In("student"), x)
 		var out []*Node
 		for _, name := range names {

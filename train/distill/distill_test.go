@@ -14,6 +14,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
 	_ "github.com/dreamteacher-go/dreamteacher/models/backbones/all"
 	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/train/interpret"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	"github.com/dreamteacher-go/dreamteacher/train/teachers"
 	"github.com/gomlx/gomlx/core/tensors"
@@ -163,5 +164,44 @@ func TestEveryStudentVariableGetsAGradient(t *testing.T) {
 	}
 	if checked < 50 {
 		t.Errorf("only %d student variables checked", checked)
+	}
+}
+
+// TestMixedDistillation trains an interpreter for a step on the teacher, then distils with
+// L_feat + L_ld: the student's logit head is trained, the interpreter is frozen and not saved.
+func TestMixedDistillation(t *testing.T) {
+	data, teacher := tinyTeacher(t)
+	itRes, err := interpret.Run(backend.Go(), storeWith(t, interpret.Defaults(), "teacher="+teacher, "dataset=scenes", "data="+data,
+		"keep_zero_label=true", "batch=2", "epochs=1", "warmup_epochs=0", "width=16", "workers=1", "overlays=0", "label_count=2"),
+		t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher, "mode=mixed",
+		"interpreter="+itRes.Checkpoint, "batch=2", "steps=2", "warmup=0", "regressor_width=8", "workers=1", "feature_images=0", "small_stem=true")
+	res, err := Run(backend.Go(), store, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	records, err := train.ReadMetrics(filepath.Join(filepath.Dir(res.Checkpoint), "metrics.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := records[len(records)-1]
+	if ld, feat := last["loss/ld"], last["loss/feat"]; !(ld > 0) || !(feat > 0) || math.Abs(last["loss"]-(feat+ld)) > 1e-4*last["loss"] {
+		t.Errorf("terms %v: want loss = feat + ld with both positive", last)
+	}
+	if store.GetVariable(StudentScope+"/logit_head/logits/weights") == nil {
+		t.Error("no logit head")
+	}
+	for v := range store.IterVariables() {
+		if strings.HasPrefix(v.Path(), "/label/") && v.Trainable {
+			t.Errorf("interpreter variable %s is trainable", v.Path())
+		}
+	}
+	// A feature-mode setting with a mode typo is an error.
+	bad := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher, "mode=labels")
+	if _, err := Run(backend.Go(), bad, t.TempDir(), io.Discard); err == nil || !strings.Contains(err.Error(), `"labels"`) {
+		t.Errorf("bad mode error: %v", err)
 	}
 }
