@@ -140,7 +140,7 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 		step = res.Step
 		sum.Last = res
 		bar.update(step, res)
-		if step%cfg.LogEvery == 0 || step == cfg.Steps {
+		if step%cfg.LogEvery == 0 || step == cfg.Steps || step == start+1 {
 			ips := 0.0
 			if dt := time.Since(lastLogTime).Seconds(); dt > 0 && cfg.ImagesPerStep > 0 {
 				ips = float64(step-lastLog) * float64(cfg.ImagesPerStep) / dt

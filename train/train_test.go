@@ -463,7 +463,7 @@ func TestLoopWritesMetricsAndPlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	records, err := ReadMetrics(sum.Metrics)
-	if err != nil || len(records) != 6 || records[5]["step"] != 12 {
+	if err != nil || len(records) != 7 || records[0]["step"] != 1 || records[6]["step"] != 12 {
 		t.Fatalf("metrics %v, %v", records, err)
 	}
 	if sum.Checkpoint == "" || sum.Steps != 12 {

@@ -2,82 +2,183 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
-	"math/rand/v2"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
-	"github.com/dreamteacher-go/dreamteacher/bench"
-	"github.com/dreamteacher-go/dreamteacher/train"
-	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/dreamteacher-go/dreamteacher/configs"
+	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
+	"github.com/dreamteacher-go/dreamteacher/train/distill"
+	"github.com/dreamteacher-go/dreamteacher/train/finetune"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	"github.com/gomlx/gomlx/ml/model"
 )
 
 func init() {
-	register("demo", "train the benchmark ResNet-18 on generated images (checkpoint, loss curve)", runDemo)
+	register("demo", "the whole method on generated scenes: teacher, distillation, few-label fine-tuning vs random init", runDemo)
+}
+
+// demoPlan is what the demo runs: the configs/demo_*.conf files plus the overrides of a size.
+type demoPlan struct {
+	scenes                      scenes.Config
+	teacher, distill, seg, inst []string // --set overrides of each stage
+	describe                    string
+}
+
+func demoPlans(quick bool) demoPlan {
+	if quick {
+		// Under 3 minutes on 2 cores: 32x32 images, the tiny teacher, a few steps each.
+		return demoPlan{
+			scenes:   scenes.Config{Train: 32, Val: 8, Size: 32, Seed: 1},
+			teacher:  []string{"adm=adm_tiny", "size=32,32", "batch=4", "steps=4", "samples=4", "sample_steps=4"},
+			distill:  []string{"size=32,32", "small_stem=true", "regressor_width=16", "batch=4", "steps=4", "warmup=1", "feature_images=2"},
+			seg:      []string{"small_stem=true", "label_count=8", "crop=32,32", "scale=32,32", "head_channels=16", "batch=4", "steps=4", "warmup=1", "overlays=2"},
+			inst:     []string{"small_stem=true", "label_count=8", "min_size_train=32", "max_size_train=32", "min_size_test=32", "max_size_test=32", "canvas=32,32", "batch=2", "steps=4", "warmup=1", "overlays=2"},
+			describe: "quick: 32x32 scenes, 32 train / 8 val images, 8 labelled; a few steps per stage",
+		}
+	}
+	return demoPlan{
+		scenes:   scenes.Config{Train: 256, Val: 64, Size: 64, Seed: 1},
+		describe: "64x64 scenes, 256 train / 64 val images, 32 labelled",
+	}
 }
 
 func runDemo(args []string) error {
 	fs, backendFlag := flagSet("demo")
 	out := fs.String("out", "out/demo", "output folder")
-	steps := fs.Int64("steps", 60, "training steps")
-	quick := fs.Bool("quick", false, "a few steps only (for tests)")
+	quick := fs.Bool("quick", false, "the few-step variant (under 3 minutes; run by the tests)")
 	if err := parse(fs, args); err != nil {
 		return err
-	}
-	if *quick {
-		*steps = 4
 	}
 	b, choice, err := newBackend(*backendFlag)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("backend: %s (%s)\n", choice.Config, choice.Reason)
-	const size, batch = 32, 16
-	lossFn, _ := bench.Workloads["resnet18-cifar"](size, batch)
-	store := model.NewStore()
-	tr, err := train.NewTrainer(b, store, train.Config{
-		Optimizer: train.OptimizerConfig{Name: "adamw", WeightDecay: 0.05},
-		Schedule:  train.Schedule{BaseLR: 2e-3, WarmupSteps: int(*steps / 10), TotalSteps: int(*steps)},
-		ClipNorm:  1,
-	}, lossFn)
-	if err != nil {
-		return err
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	next := func() ([]*tensors.Tensor, error) { return stripes(rng, batch, size), nil }
+	plan := demoPlans(*quick)
+	fmt.Printf("DreamTeacher demo (%s) on backend %s\n", plan.describe, choice.Config)
+	log := io.Writer(os.Stderr)
 	t0 := time.Now()
-	sum, err := train.Run(tr, store, next, train.LoopConfig{
-		Steps: *steps, Dir: *out, LogEvery: max(*steps/10, 1), ImagesPerStep: batch,
-		Title: "ResNet-18 on generated stripes",
-	})
+
+	data := filepath.Join(*out, "scenes")
+	stage := func(name string) func() time.Duration {
+		fmt.Printf("== %s\n", name)
+		start := time.Now()
+		return func() time.Duration { return time.Since(start) }
+	}
+	done := stage("generating the scenes dataset into " + data)
+	if err := scenes.Ensure(data, plan.scenes); err != nil {
+		return err
+	}
+	genTime := done()
+
+	run := func(conf string, defaults map[string]any, overrides []string, dir string) (*model.Store, error) {
+		settings, err := configs.Load(conf)
+		if err != nil {
+			return nil, err
+		}
+		set, err := configs.ParseSet(append([]string{"data=" + data}, overrides...))
+		if err != nil {
+			return nil, err
+		}
+		store := model.NewStore()
+		configs.SetDefaults(store, defaults)
+		if err := configs.Apply(store, defaults, append(settings, set...)); err != nil {
+			return nil, err
+		}
+		if err := os.RemoveAll(dir); err != nil { // the demo always starts afresh
+			return nil, err
+		}
+		return store, os.MkdirAll(dir, 0o755)
+	}
+
+	done = stage("1/4 pre-training the ADM teacher (no labels)")
+	store, err := run("demo_teacher", pretrain.DiffusionDefaults(), plan.teacher, filepath.Join(*out, "teacher"))
 	if err != nil {
 		return err
 	}
-	fmt.Printf("trained %d steps in %s: final loss %.4f\ncheckpoint: %s\nloss curve: %s\nmetrics:    %s\n",
-		sum.Steps, time.Since(t0).Round(time.Second), sum.Last.Loss(), sum.Checkpoint, sum.Plot, filepath.Clean(sum.Metrics))
+	teacher, err := pretrain.Diffusion(b, store, filepath.Join(*out, "teacher"), log)
+	if err != nil {
+		return err
+	}
+	teacherTime := done()
+
+	done = stage("2/4 distilling the teacher into ResNet-18 (no labels)")
+	store, err = run("demo_distill", distill.Defaults(), append([]string{"teacher=" + teacher.Checkpoint}, plan.distill...), filepath.Join(*out, "distill"))
+	if err != nil {
+		return err
+	}
+	student, err := distill.Run(b, store, filepath.Join(*out, "distill"), log)
+	if err != nil {
+		return err
+	}
+	distillTime := done()
+
+	type row struct {
+		name              string
+		miou, apbb, apmk  float64
+		segTime, instTime time.Duration
+		segPNG, instPNG   string
+	}
+	rows := []row{{name: "DreamTeacher (distilled)"}, {name: "random init"}}
+	inits := []string{student.Checkpoint, "random"}
+	for i := range rows {
+		r := &rows[i]
+		tag := []string{"dt", "random"}[i]
+		done = stage(fmt.Sprintf("3/4 semantic segmentation, %s backbone", r.name))
+		dir := filepath.Join(*out, "semseg-"+tag)
+		store, err = run("demo_semseg", finetune.SemsegDefaults(), append([]string{"init=" + inits[i]}, plan.seg...), dir)
+		if err != nil {
+			return err
+		}
+		seg, err := finetune.Semseg(b, store, dir, log)
+		if err != nil {
+			return err
+		}
+		r.miou, r.segPNG, r.segTime = 100*seg.Metrics.MIoU, seg.Overlays, done()
+
+		done = stage(fmt.Sprintf("4/4 instance segmentation, %s backbone", r.name))
+		dir = filepath.Join(*out, "instseg-"+tag)
+		store, err = run("demo_instseg", finetune.InstsegDefaults(), append([]string{"init=" + inits[i]}, plan.inst...), dir)
+		if err != nil {
+			return err
+		}
+		inst, err := finetune.Instseg(b, store, dir, log)
+		if err != nil {
+			return err
+		}
+		r.apbb, r.apmk, r.instPNG, r.instTime = inst.APbb, inst.APmk, inst.Overlays, done()
+	}
+
+	var md strings.Builder
+	fmt.Fprintf(&md, "DreamTeacher demo: %s; backend %s; total %s\n\n", plan.describe, choice.Config, time.Since(t0).Round(time.Second))
+	fmt.Fprintf(&md, "| backbone | mIoU | APbb | APmk | semseg time | instseg time |\n|---|---:|---:|---:|---:|---:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&md, "| %s | %s | %s | %s | %s | %s |\n", r.name, num1(r.miou), num1(r.apbb), num1(r.apmk),
+			r.segTime.Round(time.Second), r.instTime.Round(time.Second))
+	}
+	fmt.Fprintf(&md, "\n| stage | time |\n|---|---:|\n| generate scenes | %s |\n| teacher pre-training (%d steps, final loss %.3f) | %s |\n| distillation (%d steps, loss %.3f -> %.3f) | %s |\n",
+		genTime.Round(time.Second), teacher.Steps, teacher.LastLoss, teacherTime.Round(time.Second),
+		student.Steps, student.FirstLoss, student.LastLoss, distillTime.Round(time.Second))
+	fmt.Fprintf(&md, "\nPictures:\n- teacher samples: %s\n- teacher vs student features (PCA): %s\n", teacher.Samples, student.Features)
+	for _, r := range rows {
+		fmt.Fprintf(&md, "- %s predictions: %s, %s\n", r.name, r.segPNG, r.instPNG)
+	}
+	report := filepath.Join(*out, "demo.md")
+	if err := os.WriteFile(report, []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Print(md.String())
+	fmt.Printf("\nEverything is in %s (this table: %s).\n", *out, report)
 	return nil
 }
 
-// stripes draws a batch of 10-class images: sinusoidal stripes whose orientation is the class.
-func stripes(rng *rand.Rand, batch, size int) []*tensors.Tensor {
-	x := make([]float32, batch*size*size*3)
-	y := make([]int32, batch)
-	for n := range batch {
-		c := rng.IntN(10)
-		y[n] = int32(c)
-		angle := float64(c) * math.Pi / 10
-		freq := 0.5 + 0.3*rng.Float64()
-		phase := rng.Float64() * 2 * math.Pi
-		col := [3]float64{rng.Float64(), rng.Float64(), rng.Float64()}
-		for i := range size {
-			for j := range size {
-				v := math.Sin(freq*(float64(i)*math.Cos(angle)+float64(j)*math.Sin(angle)) + phase)
-				for k := range 3 {
-					x[((n*size+i)*size+j)*3+k] = float32(v*col[k] + 0.1*rng.NormFloat64())
-				}
-			}
-		}
+func num1(v float64) string {
+	if math.IsNaN(v) {
+		return "-"
 	}
-	return []*tensors.Tensor{tensors.FromFlatDataAndDimensions(x, batch, size, size, 3), tensors.FromFlatDataAndDimensions(y, batch)}
+	return fmt.Sprintf("%.1f", v)
 }

@@ -110,6 +110,14 @@ var Configs = map[string]Config{
 		NumHeadChannels: 32, UseScaleShiftNorm: true, ResblockUpdown: true, ConvResample: true,
 		LearnSigma: true,
 	},
+	// The CamVid teacher of docs/RESULTS.md, for CPU: 64x48 inputs (CamVid's 4:3), 32 channels,
+	// 5 levels (strides 1..16), 1 res block, attention at 8 and 4 px of 64 (rates 8 and 16).
+	"adm_camvid": {
+		ImageSize: 64, InputHeight: 48, InputWidth: 64, InChannels: 3, OutChannels: 3, ModelChannels: 32,
+		ChannelMult: []int{1, 1, 2, 2, 4}, NumResBlocks: 1, AttentionResolutions: []int{8, 4},
+		NumHeadChannels: 32, UseScaleShiftNorm: true, ResblockUpdown: true, ConvResample: true,
+		LearnSigma: true,
+	},
 	// The tiny model of the tests and smoke runs, for 32..64 px: 32 channels, 3 levels (strides
 	// 1, 2, 4), 1 res block, attention at 8 px of 32 (rate 4). 1,371,974 parameters.
 	"adm_tiny": {

@@ -58,7 +58,11 @@ func Defaults() map[string]any {
 		"data":    "",
 		"split":   "train",
 		"size":    []int{64, 64}, // images (height, width): resized to cover, centre-cropped
-		"flip":    true,
+		// teacher_size, when set, is the (smaller) input of the teacher: the batch is resized to
+		// it for the teacher only, e.g. half the student's size so that the teacher's strides
+		// 16..2 line up with the student's 32..4.
+		"teacher_size": []int{},
+		"flip":         true,
 		// teacher is the checkpoint of `dreamteacher pretrain-diffusion`; its UNet configuration
 		// and diffusion process are read from it.
 		"teacher":         "",
@@ -119,8 +123,21 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	if len(size) != 2 {
 		return Result{}, fmt.Errorf("size must be (height, width), got %v", size)
 	}
-	if err := teacher.Config.CheckInputSize(size[0], size[1]); err != nil {
-		return Result{}, fmt.Errorf("size %v for the teacher %s: %w", size, teacher.Name, err)
+	tsize := configs.Get[[]int](store, "teacher_size")
+	if len(tsize) == 0 {
+		tsize = size
+	}
+	if len(tsize) != 2 {
+		return Result{}, fmt.Errorf("teacher_size must be (height, width), got %v", tsize)
+	}
+	if err := teacher.Config.CheckInputSize(tsize[0], tsize[1]); err != nil {
+		return Result{}, fmt.Errorf("teacher input %v for the teacher %s: %w", tsize, teacher.Name, err)
+	}
+	teacherInput := func(images *Node) *Node {
+		if tsize[0] == size[0] && tsize[1] == size[1] {
+			return images
+		}
+		return nn.ResizeBilinear(images, tsize[0], tsize[1])
 	}
 	entry, err := backbones.Get(str("backbone"))
 	if err != nil {
@@ -141,7 +158,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	}
 	student := func(scope *model.Scope, images *Node) map[string]*Node {
 		feats := entry.Build(scope.In("backbone"), backbones.Normalize(images), backbones.Options{SmallInputStem: configs.Get[bool](store, "small_stem")}).Features
-		return regressor.New(scope.In("regressor"), feats, teacher.Targets(size[0], size[1])).Width(num("regressor_width")).Done()
+		return regressor.New(scope.In("regressor"), feats, teacher.Targets(tsize[0], tsize[1])).Width(num("regressor_width")).Done()
 	}
 	mode := str("mode")
 	var interp *interpret.Interpreter
@@ -158,7 +175,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		return Result{}, fmt.Errorf("mode %q: want feature, label or mixed", mode)
 	}
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
-		feats := teacher.Features(scope.In("teacher"), in[0])
+		feats := teacher.Features(scope.In("teacher"), teacherInput(in[0]))
 		preds := student(scope.In("student"), in[0])
 		terms := map[string]*Node{}
 		if mode != "label" {
@@ -226,7 +243,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	}
 	if n := num("feature_images"); n > 0 && first != nil {
 		res.Features = filepath.Join(outDir, "features.png")
-		if err := FeaturePNG(b, store, teacher, student, first[0], n, res.Features); err != nil {
+		if err := FeaturePNG(b, store, teacher, teacherInput, student, first[0], n, res.Features); err != nil {
 			return res, err
 		}
 	}
@@ -261,7 +278,7 @@ func labelLoss(scope *model.Scope, it *interpret.Interpreter, teacherFeats, pred
 // teacher's (LayerNorm-whitened) features and the student's predictions, each as its first
 // three PCA components — one basis per level, fitted on the teacher's maps, so that colours
 // compare directly.
-func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusion, student func(*model.Scope, *Node) map[string]*Node,
+func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusion, teacherInput func(*Node) *Node, student func(*model.Scope, *Node) map[string]*Node,
 	images *tensors.Tensor, n int, path string) error {
 	names := make([]string, len(teacher.Taps))
 	for i, tap := range teacher.Taps {
@@ -269,7 +286,7 @@ func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusi
 	}
 	sort.SliceStable(names, func(i, j int) bool { return teacher.Taps[i].Stride > teacher.Taps[j].Stride })
 	exec, err := model.NewExec(b, store, func(scope *model.Scope, x *Node) []*Node {
-		targets := byTargetName(teacher.Features(scope.In("teacher"), x))
+		targets := byTargetName(teacher.Features(scope.In("teacher"), teacherInput(x)))
 		preds := student(scope.In("student"), x)
 		var out []*Node
 		for _, name := range names {

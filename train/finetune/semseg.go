@@ -221,17 +221,17 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	}
 
 	t1 := time.Now()
-	res.Metrics, res.Overlays, err = EvaluateSemseg(b, store, setup, valDS, ints("eval_size"), num("workers"), num("overlays"), outDir)
+	res.Metrics, res.Overlays, err = evaluateSemseg(b, store, setup, valDS, ints("eval_size"), num("workers"), num("overlays"), outDir)
 	res.EvalTime = time.Since(t1)
 	return res, err
 }
 
-// EvaluateSemseg runs the model of the store on every image of ds and returns the mIoU
+// evaluateSemseg runs the model of the store on every image of ds and returns the mIoU
 // metrics, drawing the first `overlays` images with their predictions into outDir.
 // With evalSize (height, width) the images are fitted into that size keeping their aspect
 // ratio and padded (labels resized with them, nearest); otherwise they are used at their
 // native size, which must then be the same for all.
-func EvaluateSemseg(b compute.Backend, store *model.Store, setup *semsegSetup, ds datasets.Dataset, evalSize []int,
+func evaluateSemseg(b compute.Backend, store *model.Store, setup *semsegSetup, ds datasets.Dataset, evalSize []int,
 	workers, overlays int, outDir string) (semseg.Result, string, error) {
 	var tf transforms.Transform
 	if len(evalSize) == 2 {
