@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -17,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/dreamteacher-go/dreamteacher/internal/safetensors"
+	"github.com/dreamteacher-go/dreamteacher/models/adm"
+	"github.com/dreamteacher-go/dreamteacher/train"
 )
 
 // Options of a conversion.
@@ -172,7 +173,17 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		"convert_source": input, "convert_sha256": rep.SHA256, "convert_family": rep.Family,
 		"convert_arch": rep.Arch, "convert_layout": rep.Layout,
 	}
-	if err := weights.WriteFile(out, meta); err != nil {
+	// Settings that make the checkpoint usable as it is: an ADM teacher is described by its
+	// configuration and diffusion process (guided-diffusion's released models: 1000 linear
+	// steps), as pre-training writes them.
+	settings := map[string]any{"convert_arch": rep.Arch}
+	if rep.Family == "adm" {
+		if cfg, err := adm.GetConfig(rep.Arch); err == nil {
+			h, w := cfg.InputSize()
+			settings["adm"], settings["diffusion_steps"], settings["noise_schedule"], settings["size"] = rep.Arch, 1000, "linear", []int{h, w}
+		}
+	}
+	if err := weights.WriteFile(out, settings, meta); err != nil {
 		return rep, err
 	}
 	rep.Out = out
@@ -277,29 +288,14 @@ func Convert(sd *StateDict, opts Options) (*Weights, Report, error) {
 
 // WriteFile writes the weights as our checkpoint (train's format: what train.Restore and
 // train.LoadScope read), atomically, creating the folder; meta is added to the metadata.
-func (w *Weights) WriteFile(path string, meta map[string]string) error {
-	frozen, _ := json.Marshal(w.Frozen)
-	if w.Frozen == nil {
-		frozen = []byte("[]")
-	}
-	m := map[string]string{}
-	for k, v := range meta {
-		m[k] = v
-	}
-	// The metadata train.Save writes: see train/checkpoint.go.
-	m["format"] = checkpointFormat
-	m["step"] = "0"
-	m["params"] = "{}"
-	m["non_trainable"] = string(frozen)
+// WriteFile writes the weights as a checkpoint (train.WriteCheckpoint), with settings and
+// metadata.
+func (w *Weights) WriteFile(path string, settings map[string]any, meta map[string]string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	return safetensors.WriteFile(path, w.Tensors, m)
+	return train.WriteCheckpoint(path, w.Tensors, w.Frozen, settings, 0, meta)
 }
-
-// checkpointFormat is train's checkpoint format tag (train.checkpointFormat);
-// TestWrittenCheckpointLoads checks that train reads what WriteFile writes.
-const checkpointFormat = "dreamteacher-go/1"
 
 // skipped reports whether a path matches a pattern, with train.LoadSpec.Skip's rules.
 func skipped(rel string, patterns []string) bool {

@@ -67,22 +67,12 @@ func Save(store *model.Store, dir string, step int64, extra map[string]string, k
 			frozen = append(frozen, v.Path())
 		}
 	}
-	sort.Strings(frozen)
-	params, err := encodeParams(store)
-	if err != nil {
-		return "", err
+	settings := map[string]any{}
+	for key, value := range store.IterParams() {
+		settings[key] = value
 	}
-	frozenJSON, _ := json.Marshal(frozen)
-	meta := map[string]string{}
-	for k, v := range extra {
-		meta[k] = v
-	}
-	meta[metaFormat] = checkpointFormat
-	meta[metaStep] = strconv.FormatInt(step, 10)
-	meta[metaParams] = params
-	meta[metaFrozen] = string(frozenJSON)
 	p := filepath.Join(dir, fmt.Sprintf("ckpt-%08d.safetensors", step))
-	if err := safetensors.WriteFile(p, st, meta); err != nil {
+	if err := WriteCheckpoint(p, st, frozen, settings, step, extra); err != nil {
 		return "", err
 	}
 	if keep > 0 {
@@ -97,6 +87,29 @@ func Save(store *model.Store, dir string, step int64, extra map[string]string, k
 		}
 	}
 	return p, nil
+}
+
+// WriteCheckpoint writes a checkpoint file (atomically): the tensors by variable path (without
+// the leading "/"), the paths of the non-trainable ones, the settings (hyper-parameters by
+// path, e.g. "/adm"; values of unsupported types are left out), the step and extra metadata.
+// Save uses it for a store; convert for foreign weights.
+func WriteCheckpoint(path string, tensors map[string]safetensors.Tensor, frozen []string, settings map[string]any, step int64, extra map[string]string) error {
+	frozen = append([]string{}, frozen...)
+	sort.Strings(frozen)
+	params, err := encodeSettings(settings)
+	if err != nil {
+		return err
+	}
+	frozenJSON, _ := json.Marshal(frozen)
+	meta := map[string]string{}
+	for k, v := range extra {
+		meta[k] = v
+	}
+	meta[metaFormat] = checkpointFormat
+	meta[metaStep] = strconv.FormatInt(step, 10)
+	meta[metaParams] = params
+	meta[metaFrozen] = string(frozenJSON)
+	return safetensors.WriteFile(path, tensors, meta)
 }
 
 // List returns the checkpoints in dir, oldest first (none if dir does not exist).
@@ -348,9 +361,12 @@ type typedParam struct {
 	Value json.RawMessage `json:"value"`
 }
 
-func encodeParams(store *model.Store) (string, error) {
+func encodeSettings(settings map[string]any) (string, error) {
 	out := map[string]typedParam{}
-	for key, value := range store.IterParams() {
+	for key, value := range settings {
+		if !strings.HasPrefix(key, "/") {
+			key = "/" + key
+		}
 		var typ string
 		switch value.(type) {
 		case int:

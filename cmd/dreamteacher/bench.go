@@ -53,12 +53,12 @@ func runBench(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("verify %s at %d px, batch %d: loss %s %.6g vs go %.6g (rel. diff %.2e); gradients of %d variables: max relative error %.2e (%s)\n",
+		fmt.Fprintf(stdout, "verify %s at %d px, batch %d: loss %s %.6g vs go %.6g (rel. diff %.2e); gradients of %d variables: max relative error %.2e (%s)\n",
 			v.Workload, sizes[0], *batch, v.TestName, v.LossGot, v.LossRef, math.Abs(v.LossGot-v.LossRef)/math.Abs(v.LossRef),
 			v.NumGradsCompared, v.MaxGradRelErr, v.WorstVariable)
 	}
 	host, _ := os.Hostname()
-	fmt.Printf("machine: %s, %s; backend %s (%s)\n", host, cpuModel(), choice.Config, b.Description())
+	fmt.Fprintf(stdout, "machine: %s, %s; backend %s (%s)\n", host, cpuModel(), choice.Config, b.Description())
 	var ours []bench.Result
 	for _, size := range sizes {
 		r, err := bench.Run(b, *workload, size, *batch, *warmup, *steps)
@@ -79,7 +79,7 @@ func runBench(args []string) error {
 			}
 		}
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tsize\tbatch\timplementation\tstep (s)\timages/s\tGFLOP/step\tGFLOP/s\tpeak RSS (MiB)\tratio\t")
 	for _, o := range ours {
 		row(tw, o, "")
@@ -92,14 +92,14 @@ func runBench(args []string) error {
 	tw.Flush()
 	if *peak > 0 {
 		for _, o := range ours {
-			fmt.Printf("MFU at %d px: %.1f%% of %.0f TFLOP/s\n", o.Size, 100*o.GFLOPPerS()/(*peak*1e3), *peak)
+			fmt.Fprintf(stdout, "MFU at %d px: %.1f%% of %.0f TFLOP/s\n", o.Size, 100*o.GFLOPPerS()/(*peak*1e3), *peak)
 		}
 	}
 	if len(peers) > 0 {
-		fmt.Println("ratio = our step time / PyTorch's step time (lower is better; 1.0 is parity)")
+		fmt.Fprintln(stdout, "ratio = our step time / PyTorch's step time (lower is better; 1.0 is parity)")
 	}
 	if torchErr != nil {
-		fmt.Printf("PyTorch peer not run: %v\n", torchErr)
+		fmt.Fprintf(stdout, "PyTorch peer not run: %v\n", torchErr)
 	}
 	return nil
 }

@@ -58,13 +58,13 @@ func runDemo(args []string) error {
 		return err
 	}
 	plan := demoPlans(*quick)
-	fmt.Printf("DreamTeacher demo (%s) on backend %s\n", plan.describe, choice.Config)
+	fmt.Fprintf(stdout, "DreamTeacher demo (%s) on backend %s\n", plan.describe, choice.Config)
 	log := io.Writer(os.Stderr)
 	t0 := time.Now()
 
 	data := filepath.Join(*out, "scenes")
 	stage := func(name string) func() time.Duration {
-		fmt.Printf("== %s\n", name)
+		fmt.Fprintf(stdout, "== %s\n", name)
 		start := time.Now()
 		return func() time.Duration { return time.Since(start) }
 	}
@@ -170,9 +170,9 @@ func runDemo(args []string) error {
 	if err := os.WriteFile(report, []byte(md.String()), 0o644); err != nil {
 		return err
 	}
-	fmt.Println()
-	fmt.Print(md.String())
-	fmt.Printf("\nEverything is in %s (this table: %s).\n", *out, report)
+	fmt.Fprintln(stdout)
+	fmt.Fprint(stdout, md.String())
+	fmt.Fprintf(stdout, "\nEverything is in %s (this table: %s).\n", *out, report)
 	return nil
 }
 

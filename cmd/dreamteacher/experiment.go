@@ -56,7 +56,7 @@ func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, erro
 	if *show {
 		store := model.NewStore()
 		configs.SetDefaults(store, e.defaults)
-		fmt.Print(configs.Format(store, e.defaults))
+		fmt.Fprint(stdout, configs.Format(store, e.defaults))
 		return nil, nil, flag.ErrHelp
 	}
 	var settings []configs.Setting

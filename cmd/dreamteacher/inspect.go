@@ -33,7 +33,7 @@ func runInspect(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("backend: %s\nwhy:     %s\ndevice:  %s\nenv:     GOMLX_BACKEND=%q GOMLX_NO_AUTO_INSTALL=%q PJRT_PLUGIN_LIBRARY_PATH=%q\n",
+		fmt.Fprintf(stdout, "backend: %s\nwhy:     %s\ndevice:  %s\nenv:     GOMLX_BACKEND=%q GOMLX_NO_AUTO_INSTALL=%q PJRT_PLUGIN_LIBRARY_PATH=%q\n",
 			c.Config, c.Reason, be.Description(), os.Getenv("GOMLX_BACKEND"), os.Getenv("GOMLX_NO_AUTO_INSTALL"), os.Getenv("PJRT_PLUGIN_LIBRARY_PATH"))
 		return nil
 	case "model":

@@ -29,6 +29,9 @@ type command struct {
 
 var commands = map[string]command{}
 
+// stdout receives the commands' results (run sets it; tests capture it).
+var stdout io.Writer = os.Stdout
+
 func register(name, summary string, run func(args []string) error) {
 	commands[name] = command{summary: summary, run: run}
 }
@@ -44,9 +47,10 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, out, stderr io.Writer) int {
+	stdout = out
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		printUsage(stdout)
+		printUsage(out)
 		if len(args) == 0 {
 			return 2
 		}
@@ -107,8 +111,8 @@ func flagSet(name string) (*flag.FlagSet, *string) {
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(os.Stdout)
-			fmt.Fprintf(os.Stdout, "usage: dreamteacher %s [flags]\n", fs.Name())
+			fs.SetOutput(stdout)
+			fmt.Fprintf(stdout, "usage: dreamteacher %s [flags]\n", fs.Name())
 			fs.PrintDefaults()
 			return flag.ErrHelp
 		}

@@ -70,7 +70,7 @@ func runSample(args []string) error {
 		if err := pretrain.GANSampleGrid(b, store, cfg, *n, *out); err != nil {
 			return err
 		}
-		fmt.Printf("%d samples of %s -> %s\n", *n, name, *out)
+		fmt.Fprintf(stdout, "%d samples of %s -> %s\n", *n, name, *out)
 		return nil
 	}
 	name, ok := settings["adm"].(string)
@@ -102,7 +102,7 @@ func runSample(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%d samples of %s (%s, %d steps) -> %s\n", *n, name, *sampler, *steps, *out)
+	fmt.Fprintf(stdout, "%d samples of %s (%s, %d steps) -> %s\n", *n, name, *sampler, *steps, *out)
 	return nil
 }
 
@@ -191,8 +191,8 @@ func runEval(args []string) error {
 		}
 	}
 	res := ev.Evaluate()
-	fmt.Print(res.Format(classes))
-	fmt.Printf("mIoU %.2f  mAcc %.2f  aAcc %.2f  (%d images of %s)\n", 100*res.MIoU, 100*res.MAcc, 100*res.AAcc, ds.Len(), ds.Name())
+	fmt.Fprint(stdout, res.Format(classes))
+	fmt.Fprintf(stdout, "mIoU %.2f  mAcc %.2f  aAcc %.2f  (%d images of %s)\n", 100*res.MIoU, 100*res.MAcc, 100*res.AAcc, ds.Len(), ds.Name())
 	return nil
 }
 
@@ -210,7 +210,7 @@ func runConvert(args []string) error {
 		return err
 	}
 	if *list {
-		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		for _, e := range convert.Catalogue() {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, e.Family, e.Arch, e.URL)
 		}
@@ -224,7 +224,7 @@ func runConvert(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(rep.String())
+	fmt.Fprintln(stdout, rep.String())
 	return nil
 }
 
@@ -304,18 +304,18 @@ func inspectModel(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("model:       %s\ninput:       %s\nparameters:  %d (trainable), buffers %d\n", name, rep.Input, rep.Params, rep.Buffers)
+	fmt.Fprintf(stdout, "model:       %s\ninput:       %s\nparameters:  %d (trainable), buffers %d\n", name, rep.Input, rep.Params, rep.Buffers)
 	if reference != "" {
-		fmt.Printf("reference:   %s\n", reference)
+		fmt.Fprintf(stdout, "reference:   %s\n", reference)
 	}
-	fmt.Printf("forward:     %s\noutputs:\n", rep.Counts)
+	fmt.Fprintf(stdout, "forward:     %s\noutputs:\n", rep.Counts)
 	names := make([]string, 0, len(rep.Outputs))
 	for k := range rep.Outputs {
 		names = append(names, k)
 	}
 	sort.Strings(names)
 	for _, k := range names {
-		fmt.Printf("  %-24s %s\n", k, rep.Outputs[k])
+		fmt.Fprintf(stdout, "  %-24s %s\n", k, rep.Outputs[k])
 	}
 	return nil
 }
@@ -371,7 +371,7 @@ func writeTable(name string, rows []string, out string) error {
 		}
 	}
 	if out == "" {
-		fmt.Print(t.Markdown())
+		fmt.Fprint(stdout, t.Markdown())
 		return nil
 	}
 	if err := os.WriteFile(out+".md", []byte(t.Markdown()), 0o644); err != nil {
@@ -380,7 +380,7 @@ func writeTable(name string, rows []string, out string) error {
 	if err := os.WriteFile(out+".csv", []byte(t.CSV()), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s.md and %s.csv\n", out, out)
+	fmt.Fprintf(stdout, "wrote %s.md and %s.csv\n", out, out)
 	return nil
 }
 

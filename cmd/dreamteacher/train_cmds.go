@@ -30,7 +30,7 @@ func runPretrainDiffusion(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("teacher: %d steps in %s, final loss %.4f\ncheckpoint: %s\nsamples:    %s\n",
+	fmt.Fprintf(stdout, "teacher: %d steps in %s, final loss %.4f\ncheckpoint: %s\nsamples:    %s\n",
 		res.Steps, res.TrainTime.Round(time.Second), res.LastLoss, res.Checkpoint, res.Samples)
 	return writeResult(*e.out, map[string]any{"task": "pretrain-diffusion", "steps": res.Steps, "loss": res.LastLoss,
 		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "samples": res.Samples, "settings": settingsMap(store, e.defaults)})
@@ -46,7 +46,7 @@ func runPretrainGAN(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("GAN: %d generator steps in %s\ncheckpoint: %s\nsamples:    %s\n", res.Steps, res.TrainTime.Round(time.Second), res.Checkpoint, res.Samples)
+	fmt.Fprintf(stdout, "GAN: %d generator steps in %s\ncheckpoint: %s\nsamples:    %s\n", res.Steps, res.TrainTime.Round(time.Second), res.Checkpoint, res.Samples)
 	return writeResult(*e.out, map[string]any{"task": "pretrain-gan", "steps": res.Steps, "train_seconds": res.TrainTime.Seconds(),
 		"checkpoint": res.Checkpoint, "samples": res.Samples, "settings": settingsMap(store, e.defaults)})
 }
@@ -61,7 +61,7 @@ func runDistill(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("distilled: %d steps in %s, loss %.4f -> %.4f\ncheckpoint: %s (backbone under %s)\nfeatures:   %s\n",
+	fmt.Fprintf(stdout, "distilled: %d steps in %s, loss %.4f -> %.4f\ncheckpoint: %s (backbone under %s)\nfeatures:   %s\n",
 		res.Steps, res.TrainTime.Round(time.Second), res.FirstLoss, res.LastLoss, res.Checkpoint, distill.BackboneScope, res.Features)
 	return writeResult(*e.out, map[string]any{"task": "distill", "steps": res.Steps, "first_loss": res.FirstLoss, "loss": res.LastLoss,
 		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "features": res.Features, "settings": settingsMap(store, e.defaults)})
@@ -77,8 +77,8 @@ func runInterpret(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Print(res.Metrics.Format(res.Classes))
-	fmt.Printf("interpreter mIoU %.2f on the val split (%d labelled images, train %s)\ncheckpoint:  %s\npredictions: %s\n",
+	fmt.Fprint(stdout, res.Metrics.Format(res.Classes))
+	fmt.Fprintf(stdout, "interpreter mIoU %.2f on the val split (%d labelled images, train %s)\ncheckpoint:  %s\npredictions: %s\n",
 		100*res.Metrics.MIoU, res.LabeledImages, res.TrainTime.Round(time.Second), res.Checkpoint, res.Overlays)
 	return writeResult(*e.out, map[string]any{"task": "interpret", "mIoU": 100 * res.Metrics.MIoU, "labeled_images": res.LabeledImages,
 		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "settings": settingsMap(store, e.defaults)})
@@ -101,8 +101,8 @@ func runFinetune(args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Print(res.Metrics.Format(res.Classes))
-		fmt.Printf("mIoU %.2f (%d labelled images, train %s, eval %s)\ncheckpoint:  %s\npredictions: %s\n",
+		fmt.Fprint(stdout, res.Metrics.Format(res.Classes))
+		fmt.Fprintf(stdout, "mIoU %.2f (%d labelled images, train %s, eval %s)\ncheckpoint:  %s\npredictions: %s\n",
 			100*res.Metrics.MIoU, res.LabeledImages, res.TrainTime.Round(time.Second), res.EvalTime.Round(time.Second), res.Checkpoint, res.Overlays)
 		return writeResult(*e.out, map[string]any{"task": "semseg", "mIoU": 100 * res.Metrics.MIoU, "mAcc": 100 * res.Metrics.MAcc,
 			"aAcc": 100 * res.Metrics.AAcc, "per_class_iou": perClass(res.Classes, res.Metrics.IoU), "labeled_images": res.LabeledImages,

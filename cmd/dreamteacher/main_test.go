@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// runCLI runs the command line in-process and returns its exit status and outputs.
+func runCLI(args ...string) (int, string, string) {
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestBadInputIsOneLineAndStatus2 checks every subcommand: an unknown flag, and a missing path
+// where the command takes one, print one line naming it and exit with status 2.
+func TestBadInputIsOneLineAndStatus2(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	cases := [][]string{
+		{"no-such-command"},
+		{"inspect", "backend", "--backend", "xla:" + missing + ".so"},
+		{"inspect", "model", "resnet1000"},
+		{"eval", "--task", "semseg", "--dataset", "camvid", "--data", missing, "--predictions", missing},
+		{"eval", "--table", "no-such-table"},
+		{"sample", "--checkpoint", missing},
+		{"convert", "--input", "x"},
+		{"finetune", "--task", "detection"},
+		{"pretrain-diffusion", "--set", "data=" + missing},
+		{"distill", "--set", "teacher=" + missing},
+		{"finetune", "--task", "semseg", "--set", "init=" + missing},
+		{"finetune", "--task", "instseg", "--config", missing + ".conf"},
+		{"interpret", "--set", "no_such_setting=1"},
+	}
+	for name := range commands {
+		cases = append(cases, []string{name, "--no-such-flag"})
+	}
+	for _, args := range cases {
+		code, _, stderr := runCLI(args...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if code != 2 || len(lines) != 1 || lines[0] == "" {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 and one line", args, code, stderr)
+		}
+	}
+}
+
+func TestInspect(t *testing.T) {
+	t.Setenv("GOMLX_BACKEND", "go")
+	code, out, stderr := runCLI("inspect", "backend")
+	if code != 0 || !strings.Contains(out, "backend: go") {
+		t.Errorf("inspect backend: %d %q %q", code, out, stderr)
+	}
+	code, out, stderr = runCLI("inspect", "model", "resnet18")
+	if code != 0 || !strings.Contains(out, "parameters:  11689512") || !strings.Contains(out, "3.628 GFLOPs") {
+		t.Errorf("inspect model resnet18: %d %q %q", code, out, stderr)
+	}
+}
+
+// TestDemoQuick runs the README's demo in its quick variant, end to end.
+func TestDemoQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo --quick takes about a minute")
+	}
+	out := t.TempDir()
+	code, stdout, stderr := runCLI("demo", "--quick", "--out", out)
+	if code != 0 {
+		t.Fatalf("demo --quick: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"| DreamTeacher (distilled) |", "| random init |", "mIoU", "APbb", "APmk", "teacher pre-training"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, stdout)
+		}
+	}
+	for _, f := range []string{"demo.md", "teacher/samples.png", "distill/features.png", "semseg-dt/predictions.png", "instseg-random/predictions.png"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+}
