@@ -138,6 +138,9 @@ func runDemo(args []string) error {
 			return err
 		}
 		r.miou, r.segPNG, r.segTime = 100*seg.Metrics.MIoU, seg.Overlays, done()
+		if err := writeResult(dir, semsegResult(seg, settingsMap(store, finetune.SemsegDefaults()))); err != nil {
+			return err
+		}
 
 		done = stage(fmt.Sprintf("4/4 instance segmentation, %s backbone", r.name))
 		dir = filepath.Join(*out, "instseg-"+tag)
@@ -150,6 +153,9 @@ func runDemo(args []string) error {
 			return err
 		}
 		r.apbb, r.apmk, r.instPNG, r.instTime = inst.APbb, inst.APmk, inst.Overlays, done()
+		if err := writeResult(dir, instsegResult(inst, settingsMap(store, finetune.InstsegDefaults()))); err != nil {
+			return err
+		}
 	}
 
 	var md strings.Builder

@@ -49,15 +49,9 @@ var pathSettings = []string{"data", "teacher", "init", "interpreter"}
 // found in --out (variables too), the config and --set, in increasing precedence. A missing
 // config, a bad setting or a missing path is a usage error naming it.
 func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, error) {
-	show := e.fs.Bool("show-settings", false, "print the settings with their defaults and exit")
+	show := e.fs.Bool("show-settings", false, "print the settings (defaults, then --config and --set applied) and exit")
 	if err := parse(e.fs, args); err != nil {
 		return nil, nil, err
-	}
-	if *show {
-		store := model.NewStore()
-		configs.SetDefaults(store, e.defaults)
-		fmt.Fprint(stdout, configs.Format(store, e.defaults))
-		return nil, nil, flag.ErrHelp
 	}
 	var settings []configs.Setting
 	if *e.config != "" {
@@ -72,6 +66,15 @@ func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, erro
 		return nil, nil, usagef("%v", err)
 	}
 	settings = append(settings, s...)
+	if *show {
+		store := model.NewStore()
+		configs.SetDefaults(store, e.defaults)
+		if err := configs.Apply(store, e.defaults, settings); err != nil {
+			return nil, nil, usagef("%v", err)
+		}
+		fmt.Fprint(stdout, configs.Format(store, e.defaults))
+		return nil, nil, flag.ErrHelp
+	}
 	store := model.NewStore()
 	if !*e.restart {
 		if ck, ok, err := train.Latest(*e.out); err != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dreamteacher-go/dreamteacher/configs"
 )
 
 // runCLI runs the command line in-process and returns its exit status and outputs.
@@ -76,6 +78,33 @@ func TestDemoQuick(t *testing.T) {
 	for _, f := range []string{"demo.md", "teacher/samples.png", "distill/features.png", "semseg-dt/predictions.png", "instseg-random/predictions.png"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Errorf("missing %s: %v", f, err)
+		}
+	}
+}
+
+// TestEveryConfigApplies checks each embedded config against its command's settings.
+func TestEveryConfigApplies(t *testing.T) {
+	commandOf := func(name string) []string {
+		switch {
+		case strings.HasSuffix(name, "_teacher"):
+			return []string{"pretrain-diffusion"}
+		case strings.HasPrefix(name, "imagenet_") || strings.HasSuffix(name, "_distill"):
+			return []string{"distill"}
+		case strings.Contains(name, "maskrcnn") || strings.HasSuffix(name, "_instseg"):
+			return []string{"finetune", "--task", "instseg"}
+		case strings.Contains(name, "upernet") || strings.HasSuffix(name, "_finetune") || strings.HasSuffix(name, "_semseg"):
+			return []string{"finetune", "--task", "semseg"}
+		}
+		return nil
+	}
+	for _, name := range configs.Names() {
+		cmd := commandOf(name)
+		if cmd == nil {
+			continue
+		}
+		code, _, stderr := runCLI(append(cmd, "--config", name, "--show-settings")...)
+		if code != 0 {
+			t.Errorf("%s with %v: exit %d: %s", name, cmd, code, stderr)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/convert"
 	"github.com/dreamteacher-go/dreamteacher/datasets"
@@ -139,11 +140,15 @@ func runEval(args []string) error {
 	var rows setFlag
 	fs.Var(&rows, "row", "our row for --table: method=path/to/result.json (repeatable)")
 	outFlag := fs.String("out", "", "with --table: write <out>.md and <out>.csv (default: print Markdown)")
+	results := fs.String("results", "", "comma-separated run folders (or result.json files): print their results as a table")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *table != "" {
 		return writeTable(*table, rows, *outFlag)
+	}
+	if *results != "" {
+		return resultsTable(strings.Split(*results, ","))
 	}
 	if *task != "semseg" {
 		return usagef("--task: want semseg (or use --table)")
@@ -411,4 +416,38 @@ func resultValue(path, key, column string) (float64, error) {
 		return 0, fmt.Errorf("%s has no number %q", path, key)
 	}
 	return v, nil
+}
+
+// resultsTable prints the result.json of fine-tuning runs side by side.
+func resultsTable(paths []string) error {
+	fmt.Fprintln(stdout, "| run | task | backbone | init | labelled images | mIoU | APbb | APmk | train time |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---:|---:|---:|---:|---:|")
+	for _, p := range paths {
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			p = filepath.Join(p, "result.json")
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return usagef("--results: %v", err)
+		}
+		var r map[string]any
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Errorf("%s: %v", p, err)
+		}
+		settings, _ := r["settings"].(map[string]any)
+		cell := func(v any) string {
+			if f, ok := v.(float64); ok {
+				return fmt.Sprintf("%.1f", f)
+			}
+			return "-"
+		}
+		init := fmt.Sprint(settings["init"])
+		if init != "random" {
+			init = "distilled (" + filepath.Base(filepath.Dir(init)) + ")"
+		}
+		secs, _ := r["train_seconds"].(float64)
+		fmt.Fprintf(stdout, "| %s | %v | %v | %s | %v | %s | %s | %s | %s |\n", filepath.Base(filepath.Dir(p)), r["task"], settings["backbone"],
+			init, r["labeled_images"], cell(r["mIoU"]), cell(r["APbb"]), cell(r["APmk"]), time.Duration(secs*float64(time.Second)).Round(time.Second))
+	}
+	return nil
 }

@@ -104,13 +104,48 @@ func runFinetune(args []string) error {
 		fmt.Fprint(stdout, res.Metrics.Format(res.Classes))
 		fmt.Fprintf(stdout, "mIoU %.2f (%d labelled images, train %s, eval %s)\ncheckpoint:  %s\npredictions: %s\n",
 			100*res.Metrics.MIoU, res.LabeledImages, res.TrainTime.Round(time.Second), res.EvalTime.Round(time.Second), res.Checkpoint, res.Overlays)
-		return writeResult(*e.out, map[string]any{"task": "semseg", "mIoU": 100 * res.Metrics.MIoU, "mAcc": 100 * res.Metrics.MAcc,
-			"aAcc": 100 * res.Metrics.AAcc, "per_class_iou": perClass(res.Classes, res.Metrics.IoU), "labeled_images": res.LabeledImages,
-			"train_seconds": res.TrainTime.Seconds(), "eval_seconds": res.EvalTime.Seconds(), "checkpoint": res.Checkpoint,
-			"predictions": res.Overlays, "settings": settingsMap(store, e.defaults)})
+		return writeResult(*e.out, semsegResult(res, settingsMap(store, e.defaults)))
+	case "instseg":
+		e := newExperiment("finetune", "out/finetune-instseg", finetune.InstsegDefaults())
+		e.fs.String("task", "instseg", "semseg (UperNet) or instseg (Mask R-CNN)")
+		b, store, err := e.prepare(args)
+		if err != nil {
+			return err
+		}
+		res, err := finetune.Instseg(b, store, *e.out, os.Stderr)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "bbox:\n%s\nsegm:\n%s\n", res.Box.Summary.Text(), res.Mask.Summary.Text())
+		fmt.Fprintf(stdout, "APbb %.2f  APmk %.2f (%d val images, %d labelled train images, train %s, eval %s)\ncheckpoint:  %s\npredictions: %s\nresults:     %s\n",
+			res.APbb, res.APmk, res.Images, res.LabeledImages, res.TrainTime.Round(time.Second), res.EvalTime.Round(time.Second),
+			res.Checkpoint, res.Overlays, res.Results)
+		return writeResult(*e.out, instsegResult(res, settingsMap(store, e.defaults)))
 	default:
 		return usagef("--task: unknown %q (known: semseg, instseg)", task)
 	}
+}
+
+// semsegResult is the result.json of a semantic segmentation run.
+func semsegResult(res finetune.SemsegResult, settings map[string]any) map[string]any {
+	return map[string]any{"task": "semseg", "mIoU": 100 * res.Metrics.MIoU, "mAcc": 100 * res.Metrics.MAcc,
+		"aAcc": 100 * res.Metrics.AAcc, "per_class_iou": perClass(res.Classes, res.Metrics.IoU), "labeled_images": res.LabeledImages,
+		"train_seconds": res.TrainTime.Seconds(), "eval_seconds": res.EvalTime.Seconds(), "checkpoint": res.Checkpoint,
+		"predictions": res.Overlays, "settings": settings}
+}
+
+// instsegResult is the result.json of an instance segmentation run.
+func instsegResult(res finetune.InstsegResult, settings map[string]any) map[string]any {
+	return map[string]any{"task": "instseg", "APbb": nanToNil(res.APbb), "APmk": nanToNil(res.APmk),
+		"labeled_images": res.LabeledImages, "train_seconds": res.TrainTime.Seconds(), "eval_seconds": res.EvalTime.Seconds(),
+		"checkpoint": res.Checkpoint, "predictions": res.Overlays, "results": res.Results, "settings": settings}
+}
+
+func nanToNil(v float64) any {
+	if v != v {
+		return nil
+	}
+	return v
 }
 
 func perClass(names []string, values []float64) map[string]any {
