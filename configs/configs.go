@@ -229,3 +229,17 @@ func formatValue(v any) string {
 	}
 	return fmt.Sprint(v)
 }
+
+// NewStore is a store with the defaults, then the settings, then the key=value overrides.
+func NewStore(defaults map[string]any, settings []Setting, set ...string) (*model.Store, error) {
+	overrides, err := ParseSet(set)
+	if err != nil {
+		return nil, err
+	}
+	store := model.NewStore()
+	SetDefaults(store, defaults)
+	if err := Apply(store, defaults, append(append([]Setting{}, settings...), overrides...)); err != nil {
+		return nil, err
+	}
+	return store, nil
+}

@@ -224,7 +224,7 @@ func Convert(sd *StateDict, opts Options) (*Weights, Report, error) {
 	used := map[string]bool{}
 	var missing, problems []string
 	for _, tg := range p.targets {
-		if skipped(tg.path, opts.Skip) {
+		if train.Skipped(tg.path, opts.Skip) {
 			rep.Skipped = append(rep.Skipped, tg.path)
 			continue
 		}
@@ -297,18 +297,6 @@ func (w *Weights) WriteFile(path string, settings map[string]any, meta map[strin
 	return train.WriteCheckpoint(path, w.Tensors, w.Frozen, settings, 0, meta)
 }
 
-// skipped reports whether a path matches a pattern, with train.LoadSpec.Skip's rules.
-func skipped(rel string, patterns []string) bool {
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, rel); ok {
-			return true
-		}
-		if strings.HasSuffix(p, "/*") && strings.HasPrefix(rel, strings.TrimSuffix(p, "*")) {
-			return true
-		}
-	}
-	return false
-}
 
 func float32Bytes(v []float32) []byte {
 	b := make([]byte, 4*len(v))

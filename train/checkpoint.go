@@ -236,7 +236,7 @@ func LoadScope(store *model.Store, ckptPath string, spec LoadSpec) (loaded int, 
 		if !ok || strings.HasPrefix(name, "optimizer/") {
 			continue
 		}
-		if skipped(rel, spec.Skip) {
+		if Skipped(rel, spec.Skip) {
 			continue
 		}
 		dest := "/" + strings.Trim(to+"/"+rel, "/")
@@ -250,7 +250,7 @@ func LoadScope(store *model.Store, ckptPath string, spec LoadSpec) (loaded int, 
 	if spec.Strict {
 		for v := range store.IterVariables() {
 			rel, ok := strings.CutPrefix(strings.TrimPrefix(v.Path(), "/"), to+"/")
-			if ok && !found[v.Path()] && !skipped(rel, spec.Skip) {
+			if ok && !found[v.Path()] && !Skipped(rel, spec.Skip) {
 				problems = append(problems, fmt.Sprintf("variable %s is not in the checkpoint under %q", v.Path(), spec.From))
 			}
 		}
@@ -275,7 +275,9 @@ func underAny(path string, scopes []string) bool {
 	return false
 }
 
-func skipped(rel string, patterns []string) bool {
+// Skipped reports whether a variable path (relative to the loaded scope) matches one of the
+// LoadSpec.Skip patterns: path.Match patterns, where "dir/*" also covers everything under dir.
+func Skipped(rel string, patterns []string) bool {
 	for _, p := range patterns {
 		if ok, _ := path.Match(p, rel); ok {
 			return true

@@ -79,13 +79,8 @@ func runDemo(args []string) error {
 		if err != nil {
 			return nil, err
 		}
-		set, err := configs.ParseSet(append([]string{"data=" + data}, overrides...))
+		store, err := configs.NewStore(defaults, settings, append([]string{"data=" + data}, overrides...)...)
 		if err != nil {
-			return nil, err
-		}
-		store := model.NewStore()
-		configs.SetDefaults(store, defaults)
-		if err := configs.Apply(store, defaults, append(settings, set...)); err != nil {
 			return nil, err
 		}
 		if err := os.RemoveAll(dir); err != nil { // the demo always starts afresh

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -494,4 +495,12 @@ func (l *Loader) assemble(j *job) (*Batch, error) {
 	}
 	l.samples.Add(int64(len(good)))
 	return b, nil
+}
+
+// IterateFrom iterates without end from the n-th batch of the whole run (0-based, counting
+// across epochs): a training run that has taken n steps of one batch resumes exactly with
+// IterateFrom(n).
+func (l *Loader) IterateFrom(n int64) *Iterator {
+	per := int64(l.BatchesPerEpoch())
+	return l.Iterate(Position{Epoch: int(n / per), Batch: int(n % per)}, math.MaxInt32)
 }

@@ -213,9 +213,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	if err != nil {
 		return Result{}, err
 	}
-	perEpoch := int64(ld.BatchesPerEpoch())
-	start := train.CurrentStep(store)
-	it := ld.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	it := ld.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
 	var first []*tensors.Tensor
 	next := func() ([]*tensors.Tensor, error) {

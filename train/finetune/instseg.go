@@ -250,9 +250,7 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		return InstsegResult{}, err
 	}
 	fmt.Fprintln(log, desc)
-	perEpoch := int64(trainLoader.BatchesPerEpoch())
-	start := train.CurrentStep(store)
-	it := trainLoader.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	it := trainLoader.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
 	next := func() ([]*tensors.Tensor, error) {
 		batch, err := it.Next()

@@ -31,16 +31,10 @@ func tinyInstanceScenes(t *testing.T) string {
 }
 
 func instsegStore(t *testing.T, data string, set ...string) *model.Store {
-	store := model.NewStore()
-	defaults := InstsegDefaults()
-	configs.SetDefaults(store, defaults)
-	settings, err := configs.ParseSet(append([]string{"dataset=scenes", "data=" + data,
+	store, err := configs.NewStore(InstsegDefaults(), nil, append([]string{"dataset=scenes", "data=" + data,
 		"min_size_train=56,64", "max_size_train=64", "min_size_test=64", "max_size_test=64", "canvas=64,64",
-		"batch=2", "eval_batch=2", "steps=2", "warmup=0", "workers=1", "overlays=2", "vis_threshold=0"}, set...))
+		"batch=2", "eval_batch=2", "steps=2", "warmup=0", "workers=1", "overlays=2", "vis_threshold=0"}, set...)...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := configs.Apply(store, defaults, settings); err != nil {
 		t.Fatal(err)
 	}
 	return store

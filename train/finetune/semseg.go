@@ -6,8 +6,6 @@ package finetune
 
 import (
 	"fmt"
-	"image"
-	"image/color"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
@@ -23,7 +21,6 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/models/heads/upernet"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
 	"github.com/dreamteacher-go/dreamteacher/train"
-	"github.com/dreamteacher-go/dreamteacher/viz"
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -196,9 +193,7 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	if err != nil {
 		return SemsegResult{}, err
 	}
-	perEpoch := int64(trainLoader.BatchesPerEpoch())
-	start := train.CurrentStep(store)
-	it := trainLoader.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	it := trainLoader.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
 	next := func() ([]*tensors.Tensor, error) {
 		batch, err := it.Next()
@@ -249,45 +244,19 @@ func evaluateSemseg(b compute.Backend, store *model.Store, setup *semsegSetup, d
 	if err != nil {
 		return semseg.Result{}, "", err
 	}
-	ev := semseg.New(setup.numClasses, datasets.IgnoreLabel)
-	palette := viz.Palette(setup.numClasses)
-	var drawn []image.Image
-	for batch, err := range ld.Epoch(0) {
+	predict := func(images *tensors.Tensor) ([]int32, error) {
+		out, err := exec.Exec(images)
 		if err != nil {
-			return semseg.Result{}, "", err
+			return nil, err
 		}
-		preds, err := exec.Exec(batch.Images)
-		if err != nil {
-			return semseg.Result{}, "", err
-		}
-		pred := tensors.MustCopyFlatData[int32](preds[0])
-		label := tensors.MustCopyFlatData[int32](batch.Semantic)
-		hw := batch.Semantic.Shape().Dim(1) * batch.Semantic.Shape().Dim(2)
-		for i := range batch.NumValid {
-			if err := ev.Process(pred[i*hw:(i+1)*hw], label[i*hw:(i+1)*hw]); err != nil {
-				return semseg.Result{}, "", fmt.Errorf("%s: %w", batch.Paths[i], err)
-			}
-			if len(drawn) < 3*overlays {
-				drawn = append(drawn, overlayTriplet(batch, i, pred[i*hw:(i+1)*hw], label[i*hw:(i+1)*hw], palette)...)
-			}
-		}
+		return tensors.MustCopyFlatData[int32](out[0]), nil
 	}
 	path := ""
-	if len(drawn) > 0 {
+	if overlays > 0 {
 		path = filepath.Join(outDir, "predictions.png")
-		if err := viz.SavePNG(path, viz.Grid(drawn, 3, 2)); err != nil {
-			return semseg.Result{}, "", err
-		}
 	}
-	return ev.Evaluate(), path, nil
-}
-
-// overlayTriplet draws image i of the batch, its prediction and its ground truth.
-func overlayTriplet(batch *loader.Batch, i int, pred, label []int32, palette []color.RGBA) []image.Image {
-	h, w := batch.Images.Shape().Dim(1), batch.Images.Shape().Dim(2)
-	pix := tensors.MustCopyFlatData[float32](batch.Images)[i*h*w*3 : (i+1)*h*w*3]
-	img := viz.Image{H: h, W: w, C: 3, Pix: pix}.ToRGBA(0, 1)
-	return []image.Image{img, viz.Overlay(img, pred, w, h, palette, 0.6), viz.Overlay(img, label, w, h, palette, 0.6)}
+	res, err := semseg.EvaluateBatches(ld.Epoch(0), setup.numClasses, predict, overlays, path)
+	return res, path, err
 }
 
 // fitInto resizes keeping the aspect ratio so that the image fits in h x w.

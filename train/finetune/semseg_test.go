@@ -25,15 +25,9 @@ func tinyScenes(t *testing.T) string {
 }
 
 func semsegStore(t *testing.T, data string, set ...string) *model.Store {
-	store := model.NewStore()
-	defaults := SemsegDefaults()
-	configs.SetDefaults(store, defaults)
-	settings, err := configs.ParseSet(append([]string{"dataset=scenes", "data=" + data, "keep_zero_label=true",
-		"crop=32,32", "scale=64,32", "batch=4", "steps=2", "warmup=0", "head_channels=16", "workers=1", "overlays=2"}, set...))
+	store, err := configs.NewStore(SemsegDefaults(), nil, append([]string{"dataset=scenes", "data=" + data, "keep_zero_label=true",
+		"crop=32,32", "scale=64,32", "batch=4", "steps=2", "warmup=0", "head_channels=16", "workers=1", "overlays=2"}, set...)...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := configs.Apply(store, defaults, settings); err != nil {
 		t.Fatal(err)
 	}
 	return store

@@ -28,13 +28,8 @@ import (
 
 func storeWith(t *testing.T, defaults map[string]any, set ...string) *model.Store {
 	t.Helper()
-	store := model.NewStore()
-	configs.SetDefaults(store, defaults)
-	s, err := configs.ParseSet(set)
+	store, err := configs.NewStore(defaults, nil, set...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := configs.Apply(store, defaults, s); err != nil {
 		t.Fatal(err)
 	}
 	return store

@@ -147,9 +147,7 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	if err != nil {
 		return DiffusionResult{}, err
 	}
-	perEpoch := int64(ld.BatchesPerEpoch())
-	start := train.CurrentStep(store)
-	it := ld.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	it := ld.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
 	next := func() ([]*tensors.Tensor, error) {
 		batch, err := it.Next()

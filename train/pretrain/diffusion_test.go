@@ -17,13 +17,8 @@ import (
 
 func diffusionStore(t *testing.T, set ...string) *model.Store {
 	t.Helper()
-	store := model.NewStore()
-	configs.SetDefaults(store, DiffusionDefaults())
-	s, err := configs.ParseSet(set)
+	store, err := configs.NewStore(DiffusionDefaults(), nil, set...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := configs.Apply(store, DiffusionDefaults(), s); err != nil {
 		t.Fatal(err)
 	}
 	return store
@@ -83,10 +78,8 @@ func TestGANPretrain(t *testing.T) {
 	if err := scenes.Generate(data, scenes.Config{Train: 4, Val: 1, Size: 32, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	store := model.NewStore()
-	configs.SetDefaults(store, GANDefaults())
-	s, _ := configs.ParseSet([]string{"dataset=scenes", "data=" + data, "batch=2", "steps=2", "d_steps=1", "samples=4", "workers=1"})
-	if err := configs.Apply(store, GANDefaults(), s); err != nil {
+	store, err := configs.NewStore(GANDefaults(), nil, "dataset=scenes", "data="+data, "batch=2", "steps=2", "d_steps=1", "samples=4", "workers=1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	res, err := GAN(backend.Go(), store, t.TempDir(), io.Discard)

@@ -97,9 +97,7 @@ func GAN(b compute.Backend, store *model.Store, outDir string, log io.Writer) (D
 		return DiffusionResult{}, err
 	}
 	perIter := int64(tcfg.DSteps)
-	perEpoch := int64(ld.BatchesPerEpoch())
-	start := train.CurrentStep(store) * perIter
-	it := ld.Iterate(loader.Position{Epoch: int(start / perEpoch), Batch: int(start % perEpoch)}, 1<<30)
+	it := ld.IterateFrom(train.CurrentStep(store) * perIter)
 	defer it.Close()
 	next := func() ([]*tensors.Tensor, error) {
 		out := make([]*tensors.Tensor, tcfg.DSteps)
