@@ -2,6 +2,13 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
+
+	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/datasets/imagefolder"
+	"github.com/dreamteacher-go/dreamteacher/datasets/loader"
+	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
+	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
 	"math"
 	"os"
 	"strconv"
@@ -18,7 +25,8 @@ func init() {
 
 func runBench(args []string) error {
 	fs, backendFlag := flagSet("bench")
-	workload := fs.String("workload", "resnet18-cifar", "workload: "+strings.Join(bench.Names(), ", "))
+	workload := fs.String("workload", "resnet18-cifar", "workload: "+strings.Join(bench.Names(), ", ")+", or loader (JPEG decoding + augmentation)")
+	data := fs.String("data", "", "loader: a folder of images (default: generated 320x320 JPEG scenes)")
 	sizesFlag := fs.String("sizes", "32,64", "comma-separated image sizes")
 	batch := fs.Int("batch", 8, "batch size")
 	warmup := fs.Int("warmup", 2, "untimed steps first (the first one compiles)")
@@ -37,6 +45,9 @@ func runBench(args []string) error {
 			return usagef("--sizes: %q is not a positive integer", s)
 		}
 		sizes = append(sizes, n)
+	}
+	if *workload == "loader" {
+		return benchLoader(*data, *batch)
 	}
 	if _, ok := bench.Workloads[*workload]; !ok {
 		return usagef("--workload: unknown %q (known: %s)", *workload, strings.Join(bench.Names(), ", "))
@@ -133,4 +144,35 @@ func cpuModel() string {
 		}
 	}
 	return fmt.Sprintf("%d x %s", n, model)
+}
+
+// benchLoader measures the data pipeline: JPEG decoding + ImageNet augmentation to 256x256,
+// with 1 and 2 workers.
+func benchLoader(data string, batch int) error {
+	if data == "" {
+		dir, err := os.MkdirTemp("", "dreamteacher-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if err := scenes.Generate(dir, scenes.Config{Train: 256, Val: 0, Size: 320, Seed: 1}); err != nil {
+			return err
+		}
+		data = filepath.Join(scenes.COCODir(dir), "train2017")
+	} else if err := requireDir("data", data); err != nil {
+		return err
+	}
+	ds, err := imagefolder.Open(data, ".", datasets.Options{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "loader: %d images of %s, RandomResizedCrop 256 + flip, batch %d, %s\n", ds.Len(), data, batch, cpuModel())
+	for _, workers := range []int{1, 2} {
+		t, err := loader.MeasureThroughput(ds, loader.Config{BatchSize: batch, Transform: transforms.ImageNetTrain(256), Shuffle: true, Workers: workers}, ds.Len())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  %d worker(s): %.1f images/s (%.1f per worker)\n", workers, t.PerSecond, t.PerWorker)
+	}
+	return nil
 }
