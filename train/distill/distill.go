@@ -15,6 +15,7 @@ import (
 	"image"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -24,7 +25,6 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
 	distillloss "github.com/dreamteacher-go/dreamteacher/losses/distill"
 	"github.com/dreamteacher-go/dreamteacher/losses/feature"
-	"github.com/dreamteacher-go/dreamteacher/models/adm"
 	"github.com/dreamteacher-go/dreamteacher/models/backbones"
 	"github.com/dreamteacher-go/dreamteacher/models/heads/interpreter"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
@@ -76,7 +76,8 @@ func Defaults() map[string]any {
 		// mode is "feature" (L_feat), "label" (L_ld: the interpreter's soft labels through a
 		// logit head on the regressor's outputs) or "mixed" (L_feat + ld_weight * L_ld).
 		"mode":             "feature",
-		"interpreter":      "", // checkpoint of interpreter training (label and mixed modes)
+		"truncation":       0.0, // GAN teachers: latents from the normal truncated to ±truncation (0: none)
+		"interpreter":      "",  // checkpoint of interpreter training (label and mixed modes)
 		"tau":              4.0,
 		"ld_weight":        1.0,
 		"batch":            16,
@@ -104,48 +105,45 @@ type Result struct {
 	FirstLoss  float64
 	LastLoss   float64
 	TrainTime  time.Duration
-	Taps       []adm.TapInfo
+	Targets    []regressor.Target // the teacher's features the student regresses
 }
 
-// Run distils the teacher into the backbone on the store's settings (see Defaults), writing
-// checkpoints, metrics, loss curves and features.png under outDir. A store restored from a
-// checkpoint of outDir resumes.
-func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (Result, error) {
+// source gives, at each step, the images the student sees and the teacher's features on them:
+// real images encoded by a diffusion teacher, or a GAN's own samples.
+type source struct {
+	describe string
+	title    string // the data, for the loss plot
+	targets  []regressor.Target
+	load     func(store *model.Store) error
+	inShape  shapes.Shape
+	// encode builds, from the step's input, the student's images in [0, 1] and the teacher's
+	// features by tap name.
+	encode func(scope *model.Scope, in *Node) (images *Node, feats map[string]*Node)
+	next   func(step int64) (func() (*tensors.Tensor, error), func()) // the step inputs from a step on, and a stop
+	diff   *teachers.Diffusion                                        // nil for a GAN
+}
+
+// diffusionSource encodes the real images of the store's dataset with an ADM teacher.
+func diffusionSource(store *model.Store, teacher *teachers.Diffusion) (*source, error) {
 	str := func(k string) string { return configs.Get[string](store, k) }
 	num := func(k string) int { return configs.Get[int](store, k) }
-	flt := func(k string) float64 { return configs.Get[float64](store, k) }
-
-	teacher, err := teachers.LoadDiffusion(str("teacher"), str("teacher_scope"), "", num("t"), configs.Get[[]string](store, "taps"))
-	if err != nil {
-		return Result{}, err
-	}
 	size := configs.Get[[]int](store, "size")
 	if len(size) != 2 {
-		return Result{}, fmt.Errorf("size must be (height, width), got %v", size)
+		return nil, fmt.Errorf("size must be (height, width), got %v", size)
 	}
 	tsize := configs.Get[[]int](store, "teacher_size")
 	if len(tsize) == 0 {
 		tsize = size
 	}
 	if len(tsize) != 2 {
-		return Result{}, fmt.Errorf("teacher_size must be (height, width), got %v", tsize)
+		return nil, fmt.Errorf("teacher_size must be (height, width), got %v", tsize)
 	}
 	if err := teacher.Config.CheckInputSize(tsize[0], tsize[1]); err != nil {
-		return Result{}, fmt.Errorf("teacher input %v for the teacher %s: %w", tsize, teacher.Name, err)
-	}
-	teacherInput := func(images *Node) *Node {
-		if tsize[0] == size[0] && tsize[1] == size[1] {
-			return images
-		}
-		return nn.ResizeBilinear(images, tsize[0], tsize[1])
-	}
-	entry, err := backbones.Get(str("backbone"))
-	if err != nil {
-		return Result{}, err
+		return nil, fmt.Errorf("teacher input %v for the teacher %s: %w", tsize, teacher.Name, err)
 	}
 	ds, err := datasets.Open(str("dataset"), str("data"), str("split"), datasets.Options{})
 	if err != nil {
-		return Result{}, err
+		return nil, err
 	}
 	tf := pretrain.Cover(size[0], size[1])
 	if configs.Get[bool](store, "flip") {
@@ -154,11 +152,92 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	bs := num("batch")
 	ld, err := loader.New(ds, loader.Config{BatchSize: bs, Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers")})
 	if err != nil {
+		return nil, err
+	}
+	return &source{
+		describe: teacher.Describe(), title: ds.Name(), diff: teacher,
+		targets: teacher.Targets(tsize[0], tsize[1]),
+		load:    teacher.Load,
+		inShape: shapes.Make(dtypes.Float32, bs, size[0], size[1], 3),
+		encode: func(scope *model.Scope, images *Node) (*Node, map[string]*Node) {
+			x := images
+			if tsize[0] != size[0] || tsize[1] != size[1] {
+				x = nn.ResizeBilinear(images, tsize[0], tsize[1])
+			}
+			return images, teacher.Features(scope, x)
+		},
+		next: func(step int64) (func() (*tensors.Tensor, error), func()) {
+			it := ld.IterateFrom(step)
+			return func() (*tensors.Tensor, error) {
+				batch, err := it.Next()
+				if err != nil {
+					return nil, err
+				}
+				return batch.Images, nil
+			}, it.Close
+		},
+	}, nil
+}
+
+// ganSource is DreamTeacher's "synthesized dataset": a GAN teacher generates each batch.
+func ganSource(store *model.Store, teacher *teachers.GAN) *source {
+	bs := configs.Get[int](store, "batch")
+	dummy := tensors.FromShape(shapes.Make(dtypes.Float32, bs))
+	return &source{
+		describe: teacher.Describe(), title: "samples of " + teacher.Name,
+		targets: teacher.Targets(),
+		load:    teacher.Load,
+		inShape: dummy.Shape(),
+		encode: func(scope *model.Scope, in *Node) (*Node, map[string]*Node) {
+			return teacher.Generate(scope, in.Graph(), bs, in)
+		},
+		next: func(int64) (func() (*tensors.Tensor, error), func()) {
+			return func() (*tensors.Tensor, error) { return dummy, nil }, func() {}
+		},
+	}
+}
+
+// Run distils the teacher into the backbone on the store's settings (see Defaults), writing
+// checkpoints, metrics, loss curves and features.png under outDir. A store restored from a
+// checkpoint of outDir resumes. The teacher is a pre-training checkpoint of either kind: an
+// ADM (it encodes the dataset's images) or a BigGAN (it generates the images; the dataset
+// settings are then unused).
+func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (Result, error) {
+	str := func(k string) string { return configs.Get[string](store, k) }
+	num := func(k string) int { return configs.Get[int](store, k) }
+	flt := func(k string) float64 { return configs.Get[float64](store, k) }
+
+	taps := configs.Get[[]string](store, "taps")
+	var src *source
+	if str("teacher") != "" && teachers.IsGAN(str("teacher")) {
+		scope := str("teacher_scope")
+		if scope == pretrain.EMAScope { // the diffusion default
+			scope = "/generator"
+		}
+		gan, err := teachers.LoadGAN(str("teacher"), scope, taps, flt("truncation"))
+		if err != nil {
+			return Result{}, err
+		}
+		if str("mode") != "feature" {
+			return Result{}, fmt.Errorf("mode %s: label distillation needs an interpreter of a diffusion teacher; a GAN teacher distils features only", str("mode"))
+		}
+		src = ganSource(store, gan)
+	} else {
+		teacher, err := teachers.LoadDiffusion(str("teacher"), str("teacher_scope"), "", num("t"), taps)
+		if err != nil {
+			return Result{}, err
+		}
+		if src, err = diffusionSource(store, teacher); err != nil {
+			return Result{}, err
+		}
+	}
+	entry, err := backbones.Get(str("backbone"))
+	if err != nil {
 		return Result{}, err
 	}
 	student := func(scope *model.Scope, images *Node) map[string]*Node {
 		feats := entry.Build(scope.In("backbone"), backbones.Normalize(images), backbones.Options{SmallInputStem: configs.Get[bool](store, "small_stem")}).Features
-		return regressor.New(scope.In("regressor"), feats, teacher.Targets(tsize[0], tsize[1])).Width(num("regressor_width")).Done()
+		return regressor.New(scope.In("regressor"), feats, src.targets).Width(num("regressor_width")).Done()
 	}
 	mode := str("mode")
 	var interp *interpret.Interpreter
@@ -168,15 +247,15 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		if interp, err = interpret.LoadInterpreter(store, str("interpreter"), LabelScope); err != nil {
 			return Result{}, fmt.Errorf("mode %s: %w", mode, err)
 		}
-		if err := interp.CheckTeacher(teacher); err != nil {
+		if err := interp.CheckTeacher(src.diff); err != nil {
 			return Result{}, err
 		}
 	default:
 		return Result{}, fmt.Errorf("mode %q: want feature, label or mixed", mode)
 	}
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
-		feats := teacher.Features(scope.In("teacher"), teacherInput(in[0]))
-		preds := student(scope.In("student"), in[0])
+		images, feats := src.encode(scope.In("teacher"), in[0])
+		preds := student(scope.In("student"), images)
 		terms := map[string]*Node{}
 		if mode != "label" {
 			terms = feature.Loss(preds, byTargetName(feats), feature.Config{ATWeight: flt("at_weight"), LNEps: feature.DefaultLNEps})
@@ -194,14 +273,13 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		return terms
 	}
 
-	inShape := []shapes.Shape{shapes.Make(dtypes.Float32, bs, size[0], size[1], 3)}
-	if err := train.Declare(b, store, inShape, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
+	if err := train.Declare(b, store, []shapes.Shape{src.inShape}, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
 		return Result{}, err
 	}
-	if err := teacher.Load(store); err != nil {
+	if err := src.load(store); err != nil {
 		return Result{}, err
 	}
-	fmt.Fprintf(log, "%s -> student %s\n", teacher.Describe(), str("backbone"))
+	fmt.Fprintf(log, "%s -> student %s\n", src.describe, str("backbone"))
 
 	steps := int64(num("steps"))
 	tr, err := train.NewTrainer(b, store, train.Config{
@@ -213,35 +291,35 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	if err != nil {
 		return Result{}, err
 	}
-	it := ld.IterateFrom(train.CurrentStep(store))
-	defer it.Close()
-	var first []*tensors.Tensor
+	input, stop := src.next(train.CurrentStep(store))
+	defer stop()
+	var first *tensors.Tensor
 	next := func() ([]*tensors.Tensor, error) {
-		batch, err := it.Next()
+		x, err := input()
 		if err != nil {
 			return nil, err
 		}
 		if first == nil {
-			first = []*tensors.Tensor{batch.Images}
+			first = x
 		}
-		return []*tensors.Tensor{batch.Images}, nil
+		return []*tensors.Tensor{x}, nil
 	}
 	t0 := time.Now()
 	sum, err := train.Run(tr, store, next, train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
-		ImagesPerStep: bs, Title: fmt.Sprintf("%s <- %s on %s", str("backbone"), teacher.Name, ds.Name()), Out: log,
+		ImagesPerStep: num("batch"), Title: fmt.Sprintf("%s <- teacher on %s", str("backbone"), src.title), Out: log,
 		Exclude: []string{teachers.Scope, "/label"},
 	})
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0), Taps: teacher.Taps}
+	res := Result{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0), Targets: src.targets}
 	if records, err := train.ReadMetrics(sum.Metrics); err == nil && len(records) > 0 {
 		res.FirstLoss = records[0]["loss"]
 	}
 	if n := num("feature_images"); n > 0 && first != nil {
 		res.Features = filepath.Join(outDir, "features.png")
-		if err := FeaturePNG(b, store, teacher, teacherInput, student, first[0], n, res.Features); err != nil {
+		if err := FeaturePNG(b, store, src, student, first, n, res.Features); err != nil {
 			return res, err
 		}
 	}
@@ -272,33 +350,32 @@ func labelLoss(scope *model.Scope, it *interpret.Interpreter, teacherFeats, pred
 	return distillloss.New(zr, zg).Tau(tau).Done()
 }
 
-// FeaturePNG draws, for the first n images of a batch, the image and then per level the
+// FeaturePNG draws, for the first n images of a step, the image and then per level the
 // teacher's (LayerNorm-whitened) features and the student's predictions, each as its first
 // three PCA components — one basis per level, fitted on the teacher's maps, so that colours
 // compare directly.
-func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusion, teacherInput func(*Node) *Node, student func(*model.Scope, *Node) map[string]*Node,
-	images *tensors.Tensor, n int, path string) error {
-	names := make([]string, len(teacher.Taps))
-	for i, tap := range teacher.Taps {
-		names[i] = teachers.TargetName(tap.Name)
-	}
-	sort.SliceStable(names, func(i, j int) bool { return teacher.Taps[i].Stride > teacher.Taps[j].Stride })
+func FeaturePNG(b compute.Backend, store *model.Store, src *source, student func(*model.Scope, *Node) map[string]*Node,
+	input *tensors.Tensor, n int, path string) error {
+	targets := slices.Clone(src.targets)
+	sort.SliceStable(targets, func(i, j int) bool { return targets[i].Height < targets[j].Height })
 	exec, err := model.NewExec(b, store, func(scope *model.Scope, x *Node) []*Node {
-		targets := byTargetName(teacher.Features(scope.In("teacher"), teacherInput(x)))
-		preds := student(scope.In("student"), x)
-		var out []*Node
-		for _, name := range names {
-			out = append(out, nn.LayerNormNoParams(targets[name], feature.DefaultLNEps), preds[name])
+		images, feats := src.encode(scope.In("teacher"), x)
+		byName := byTargetName(feats)
+		preds := student(scope.In("student"), images)
+		out := []*Node{images}
+		for _, t := range targets {
+			out = append(out, nn.LayerNormNoParams(byName[t.Name], feature.DefaultLNEps), preds[t.Name])
 		}
 		return out
 	})
 	if err != nil {
 		return err
 	}
-	outs, err := exec.Exec(images)
+	outs, err := exec.Exec(input)
 	if err != nil {
 		return err
 	}
+	images := outs[0]
 	n = min(n, images.Shape().Dim(0))
 	h, w := images.Shape().Dim(1), images.Shape().Dim(2)
 	pix := tensors.MustCopyFlatData[float32](images)
@@ -306,8 +383,8 @@ func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusi
 	for i := range n {
 		rows[i] = append(rows[i], viz.Image{H: h, W: w, C: 3, Pix: pix[i*h*w*3 : (i+1)*h*w*3]}.ToRGBA(0, 1))
 	}
-	for l := range names {
-		tMaps, sMaps := splitMaps(outs[2*l], n), splitMaps(outs[2*l+1], n)
+	for l := range targets {
+		tMaps, sMaps := splitMaps(outs[1+2*l], n), splitMaps(outs[2+2*l], n)
 		pca, err := viz.FitPCA(tMaps, 20000)
 		if err != nil {
 			return err
@@ -320,7 +397,7 @@ func FeaturePNG(b compute.Backend, store *model.Store, teacher *teachers.Diffusi
 	for _, r := range rows {
 		cells = append(cells, r...)
 	}
-	return viz.SavePNG(path, viz.Grid(cells, 1+2*len(names), 2))
+	return viz.SavePNG(path, viz.Grid(cells, 1+2*len(targets), 2))
 }
 
 func splitMaps(t *tensors.Tensor, n int) []viz.Image {

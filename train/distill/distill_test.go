@@ -200,3 +200,34 @@ func TestMixedDistillation(t *testing.T) {
 		t.Errorf("bad mode error: %v", err)
 	}
 }
+
+// TestGANTeacher distils a BigGAN's features ("synthesized dataset"): the student sees the
+// generator's samples; no dataset is read.
+func TestGANTeacher(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "scenes")
+	if err := scenes.Generate(data, scenes.Config{Train: 4, Val: 1, Size: 32, Seed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	gan, err := pretrain.GAN(backend.Go(), storeWith(t, pretrain.GANDefaults(), "dataset=scenes", "data="+data, "batch=2", "steps=1",
+		"d_steps=1", "samples=0", "workers=1"), t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := storeWith(t, Defaults(), "teacher="+gan.Checkpoint, "small_stem=true", "batch=2", "steps=2", "warmup=0",
+		"regressor_width=8", "feature_images=2", "data=/nowhere")
+	res, err := Run(backend.Go(), store, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 2 || !(res.LastLoss > 0) || len(res.Targets) == 0 {
+		t.Fatalf("result %+v", res)
+	}
+	if _, err := os.Stat(res.Features); err != nil {
+		t.Error(err)
+	}
+	for v := range store.IterVariables() {
+		if strings.HasPrefix(v.Path(), teachers.Scope+"/") && v.Trainable {
+			t.Fatalf("teacher variable %s is trainable", v.Path())
+		}
+	}
+}

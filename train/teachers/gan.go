@@ -1,0 +1,133 @@
+package teachers
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/dreamteacher-go/dreamteacher/models/biggan"
+	"github.com/dreamteacher-go/dreamteacher/models/nn"
+	"github.com/dreamteacher-go/dreamteacher/models/regressor"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/ml/model"
+)
+
+// GAN is a frozen BigGAN teacher, DreamTeacher's "synthesized dataset": GANs cannot encode real
+// images, so each step samples latents, generates images and records the generator's
+// multi-scale features; the student sees the generated images.
+type GAN struct {
+	Config     biggan.Config
+	Name       string // the BigGAN configuration's registered name
+	Taps       []biggan.TapInfo
+	Truncation float64 // > 0: latents from the normal truncated to ±Truncation
+	Checkpoint string
+	FromScope  string // the scope holding the generator in the checkpoint (/generator)
+}
+
+// LoadGAN reads the teacher's configuration from its pre-training checkpoint's settings
+// ("biggan"), without loading its weights (Load does). taps empty means biggan.DefaultTaps.
+func LoadGAN(ckpt, fromScope string, taps []string, truncation float64) (*GAN, error) {
+	if st, err := os.Stat(ckpt); err == nil && st.IsDir() {
+		last, ok, err := train.Latest(ckpt)
+		if err != nil || !ok {
+			return nil, fmt.Errorf("teacher %s: the folder holds no checkpoint (ckpt-*.safetensors)", ckpt)
+		}
+		ckpt = last.Path
+	}
+	settings, err := train.ReadSettings(ckpt)
+	if err != nil {
+		return nil, fmt.Errorf("teacher: %w", err)
+	}
+	name, ok := settings["biggan"].(string)
+	if !ok {
+		return nil, fmt.Errorf("teacher %s: not a BigGAN pre-training checkpoint (no \"biggan\" setting)", ckpt)
+	}
+	cfg, err := biggan.Get(name)
+	if err != nil {
+		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
+	}
+	if cfg.Conditional() {
+		return nil, fmt.Errorf("teacher %s: biggan %s is class-conditional; distillation uses unconditional generators", ckpt, name)
+	}
+	if len(taps) == 0 {
+		taps = biggan.DefaultTaps(cfg)
+	}
+	t := &GAN{Config: cfg, Name: name, Truncation: truncation, Checkpoint: ckpt, FromScope: fromScope}
+	for _, tap := range taps {
+		info, err := biggan.LookupTap(cfg, tap)
+		if err != nil {
+			return nil, fmt.Errorf("taps: %w", err)
+		}
+		t.Taps = append(t.Taps, info)
+	}
+	return t, nil
+}
+
+// IsGAN reports whether the checkpoint is a BigGAN teacher's (its settings name a "biggan").
+func IsGAN(ckpt string) bool {
+	if st, err := os.Stat(ckpt); err == nil && st.IsDir() {
+		last, ok, _ := train.Latest(ckpt)
+		if !ok {
+			return false
+		}
+		ckpt = last.Path
+	}
+	settings, err := train.ReadSettings(ckpt)
+	if err != nil {
+		return false
+	}
+	_, ok := settings["biggan"]
+	return ok
+}
+
+// Generate samples n latents with the store's RNG and returns the generated images in [0, 1]
+// and the generator's features by tap name, without gradient, the generator frozen (its
+// BatchNorms with their running statistics).
+func (t *GAN) Generate(scope *model.Scope, g *Graph, n int, like *Node) (images *Node, feats map[string]*Node) {
+	nn.Freeze(scope)
+	names := make([]string, len(t.Taps))
+	for i, tap := range t.Taps {
+		names[i] = tap.Name
+	}
+	z := biggan.SampleZ(scope, g, like.DType(), n, t.Config.DimZ, t.Truncation)
+	out := biggan.Generate(scope.In("generator"), z, nil, t.Config, names...)
+	feats = make(map[string]*Node, len(names))
+	for _, name := range names {
+		feats[name] = StopGradient(out.Taps[name])
+	}
+	return StopGradient(MulScalar(AddScalar(out.Image, 1), 0.5)), feats
+}
+
+// Load copies the generator's weights into the store under Scope/generator (strictly) and
+// freezes every variable under Scope.
+func (t *GAN) Load(store *model.Store) error {
+	if _, err := train.LoadScope(store, t.Checkpoint, train.LoadSpec{From: t.FromScope, To: Scope + "/generator", Strict: true}); err != nil {
+		return fmt.Errorf("teacher: %w", err)
+	}
+	for v := range store.IterVariables() {
+		if strings.HasPrefix(v.Path(), Scope+"/") {
+			v.SetTrainable(false)
+		}
+	}
+	return nil
+}
+
+// Targets are the regressor's outputs that predict the generator's taps.
+func (t *GAN) Targets() []regressor.Target {
+	r := t.Config.Resolution
+	out := make([]regressor.Target, len(t.Taps))
+	for i, tap := range t.Taps {
+		out[i] = regressor.Target{Name: TargetName(tap.Name), Channels: tap.Channels, Height: r / tap.Stride, Width: r / tap.Stride}
+	}
+	return out
+}
+
+// Describe says which teacher this is, for logs.
+func (t *GAN) Describe() string {
+	s := make([]string, len(t.Taps))
+	for i, tap := range t.Taps {
+		s[i] = fmt.Sprintf("%s (%d ch, stride %d)", tap.Name, tap.Channels, tap.Stride)
+	}
+	return fmt.Sprintf("GAN teacher %s from %s (%s), taps %s", t.Name, t.Checkpoint, t.FromScope, strings.Join(s, ", "))
+}
