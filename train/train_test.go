@@ -165,6 +165,8 @@ func TestScheduleGraphMatchesHost(t *testing.T) {
 		{Kind: "cosine", BaseLR: 4e-3, MinLR: 1e-6, WarmupSteps: 3, TotalSteps: 10},
 		{Kind: "poly", BaseLR: 1e-2, MinLR: 1e-4, WarmupSteps: 0, TotalSteps: 8, Power: 0.9},
 		{Kind: "constant", BaseLR: 0.5, WarmupSteps: 2},
+		{Kind: "multistep", BaseLR: 0.02, WarmupSteps: 3, WarmupFactor: 0.001, Milestones: []int{4, 9}, Gamma: 0.1},
+		{Kind: "cosine", BaseLR: 1e-3, WarmupSteps: 4, WarmupFactor: 0.01, TotalSteps: 10},
 	} {
 		steps := []int64{0, 1, 2, 3, 4, 6, 9, 10, 12}
 		got := MustExecOnce(backend.Go(), func(st *Node) *Node { return s.Graph(st) }, steps)
@@ -181,6 +183,13 @@ func TestScheduleGraphMatchesHost(t *testing.T) {
 	for step, want := range map[int]float64{0: 0.25, 3: 1, 4: 1, 8: 0.5, 12: 0} {
 		if got := s.At(step); math.Abs(got-want) > 1e-12 {
 			t.Errorf("cosine At(%d) = %g, want %g", step, got, want)
+		}
+	}
+	// detectron2's WarmupMultiStepLR: factor 0.001 at step 0, x0.1 at each milestone.
+	m := Schedule{Kind: "multistep", BaseLR: 1, WarmupSteps: 10, WarmupFactor: 0.001, Milestones: []int{20, 30}}
+	for step, want := range map[int]float64{0: 0.001, 5: 0.001*0.5 + 0.5, 10: 1, 19: 1, 20: 0.1, 35: 0.01} {
+		if got := m.At(step); math.Abs(got-want) > 1e-12 {
+			t.Errorf("multistep At(%d) = %g, want %g", step, got, want)
 		}
 	}
 	if err := (Schedule{Kind: "linear", BaseLR: 1}).Validate(); err == nil || !strings.Contains(err.Error(), "linear") {

@@ -245,7 +245,7 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		fmt.Fprintf(log, "initialised the backbone from %s (%d variables of %s)\n", str("init"), n, str("init_scope"))
 	}
 
-	phases, desc, err := instsegPhases(store, bs)
+	sched, steps, desc, err := instsegSchedule(store, bs)
 	if err != nil {
 		return InstsegResult{}, err
 	}
@@ -266,27 +266,21 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		return []*tensors.Tensor{batch.Images, batch.Boxes, trainingClasses(batch), batch.Masks, sizes}, nil
 	}
 	t0 := time.Now()
-	var sum train.Summary
-	for i, ph := range phases {
-		if ph.end <= train.CurrentStep(store) && i < len(phases)-1 {
-			continue
-		}
-		tr, err := train.NewTrainer(b, store, train.Config{
-			Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay"), Momentum: flt("momentum")},
-			Schedule:  ph.sched,
-			ClipNorm:  flt("clip_norm"),
-			Train:     []string{"/model"},
-		}, lossFn)
-		if err != nil {
-			return InstsegResult{}, err
-		}
-		sum, err = train.Run(tr, store, next, train.LoopConfig{
-			Steps: ph.end, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
-			ImagesPerStep: bs, Title: fmt.Sprintf("Mask R-CNN %s on %s", str("backbone"), trainDS.Name()), Out: log,
-		})
-		if err != nil {
-			return InstsegResult{}, err
-		}
+	tr, err := train.NewTrainer(b, store, train.Config{
+		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay"), Momentum: flt("momentum")},
+		Schedule:  sched,
+		ClipNorm:  flt("clip_norm"),
+		Train:     []string{"/model"},
+	}, lossFn)
+	if err != nil {
+		return InstsegResult{}, err
+	}
+	sum, err := train.Run(tr, store, next, train.LoopConfig{
+		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
+		ImagesPerStep: bs, Title: fmt.Sprintf("Mask R-CNN %s on %s", str("backbone"), trainDS.Name()), Out: log,
+	})
+	if err != nil {
+		return InstsegResult{}, err
 	}
 	res := InstsegResult{Classes: classes, LabeledImages: trainDS.Len(), Checkpoint: sum.Checkpoint, TrainTime: time.Since(t0)}
 	if st := trainLoader.Stats(); st.TruncatedInstances > 0 {
@@ -329,36 +323,31 @@ func instsegConfig(store *model.Store, numClasses int) (maskrcnn.Config, error) 
 	return cfg, nil
 }
 
-// lrPhase is a stretch of training under one train.Schedule, up to step end (exclusive).
-type lrPhase struct {
-	end   int64
-	sched train.Schedule
-}
-
-// instsegPhases returns the learning-rate phases of the store's schedule for a batch size and
-// a line describing it.
-func instsegPhases(store *model.Store, batch int) ([]lrPhase, string, error) {
+// instsegSchedule returns the store's learning-rate schedule for a batch size, its number of
+// steps and a line describing it. A detectron2 schedule (maskrcnn.Schedules: 1x, 2x, 3x) is
+// scaled to the batch and becomes a multistep schedule with detectron2's linear warm-up.
+func instsegSchedule(store *model.Store, batch int) (train.Schedule, int64, string, error) {
 	name := configs.Get[string](store, "schedule")
 	lr := configs.Get[float64](store, "lr")
 	if lr < 0 {
-		return nil, "", fmt.Errorf("lr must be >= 0, got %g", lr)
+		return train.Schedule{}, 0, "", fmt.Errorf("lr must be >= 0, got %g", lr)
 	}
 	if opt := strings.ToLower(configs.Get[string](store, "optimizer")); lr == 0 && opt != "sgd" {
-		return nil, "", fmt.Errorf("lr = 0 (detectron2's SGD learning rate scaled to the batch) is for optimizer sgd: set lr for %s", opt)
+		return train.Schedule{}, 0, "", fmt.Errorf("lr = 0 (detectron2's SGD learning rate scaled to the batch) is for optimizer sgd: set lr for %s", opt)
 	}
-	if s, ok := maskrcnn.Schedules[name]; ok {
-		s, err := s.Scaled(batch)
+	if d, ok := maskrcnn.Schedules[name]; ok {
+		d, err := d.Scaled(batch)
 		if err != nil {
-			return nil, "", err
+			return train.Schedule{}, 0, "", err
 		}
 		if lr > 0 {
-			s.BaseLR = lr
+			d.BaseLR = lr
 		}
-		lr = s.BaseLR
+		s := train.Schedule{Kind: "multistep", BaseLR: d.BaseLR, Milestones: d.Steps, Gamma: d.Gamma,
+			WarmupSteps: d.WarmupIters, WarmupFactor: d.WarmupFactor}
 		desc := fmt.Sprintf("schedule %s at batch %d: %d iterations, lr %g, x%g at %v, warm-up %d iterations from x%g (steps, warmup, min_lr unused)",
-			name, batch, s.MaxIter, lr, s.Gamma, s.Steps, s.WarmupIters, s.WarmupFactor)
-		phases, err := detectronPhases(s)
-		return phases, desc, err
+			name, batch, d.MaxIter, d.BaseLR, d.Gamma, d.Steps, d.WarmupIters, d.WarmupFactor)
+		return s, int64(d.MaxIter), desc, s.Validate()
 	}
 	switch strings.ToLower(name) {
 	case "cosine", "poly", "constant":
@@ -368,64 +357,22 @@ func instsegPhases(store *model.Store, batch int) ([]lrPhase, string, error) {
 			known = append(known, k)
 		}
 		slices.Sort(known)
-		return nil, "", fmt.Errorf("unknown schedule %q: known schedules are %s", name, strings.Join(known, ", "))
+		return train.Schedule{}, 0, "", fmt.Errorf("unknown schedule %q: known schedules are %s", name, strings.Join(known, ", "))
 	}
 	if lr == 0 {
 		ref, err := maskrcnn.Schedules["1x"].Scaled(batch)
 		if err != nil {
-			return nil, "", err
+			return train.Schedule{}, 0, "", err
 		}
 		lr = ref.BaseLR
 	}
 	steps := configs.Get[int](store, "steps")
 	if steps <= 0 {
-		return nil, "", fmt.Errorf("steps must be > 0, got %d", steps)
+		return train.Schedule{}, 0, "", fmt.Errorf("steps must be > 0, got %d", steps)
 	}
 	s := train.Schedule{Kind: name, BaseLR: lr, MinLR: configs.Get[float64](store, "min_lr"), WarmupSteps: configs.Get[int](store, "warmup"), TotalSteps: steps}
 	desc := fmt.Sprintf("schedule %s: %d steps, lr %g, warm-up %d", name, steps, lr, s.WarmupSteps)
-	return []lrPhase{{end: int64(steps), sched: s}}, desc, s.Validate()
-}
-
-// detectronPhases expresses a detectron2 schedule (WarmupMultiStepLR) as train.Schedules, one
-// per stretch where the step multiplier is constant: inside the warm-up a "poly" schedule of
-// power 1 from WarmupFactor*lr at step 0 to lr at WarmupIters — detectron2's linear warm-up —
-// and after it "constant". The rates equal maskrcnn.Schedule.LR at every iteration.
-// (train.Schedule has no multi-step kind: each phase compiles its own training step.)
-func detectronPhases(s maskrcnn.Schedule) ([]lrPhase, error) {
-	if s.MaxIter <= 0 || s.BaseLR <= 0 || (s.WarmupIters > 0 && s.WarmupFactor <= 0) {
-		return nil, fmt.Errorf("schedule: %d iterations, lr %g, warm-up factor %g: all must be > 0", s.MaxIter, s.BaseLR, s.WarmupFactor)
-	}
-	bounds := []int{s.MaxIter}
-	if s.WarmupIters > 0 && s.WarmupIters < s.MaxIter {
-		bounds = append(bounds, s.WarmupIters)
-	}
-	for _, st := range s.Steps {
-		if st > 0 && st < s.MaxIter {
-			bounds = append(bounds, st)
-		}
-	}
-	slices.Sort(bounds)
-	bounds = slices.Compact(bounds)
-	var out []lrPhase
-	from := 0
-	for _, end := range bounds {
-		base := s.BaseLR
-		for _, st := range s.Steps {
-			if st <= from {
-				base *= s.Gamma
-			}
-		}
-		sched := train.Schedule{Kind: "constant", BaseLR: base}
-		if from < s.WarmupIters {
-			sched = train.Schedule{Kind: "poly", Power: 1, BaseLR: base * s.WarmupFactor, MinLR: base, TotalSteps: s.WarmupIters}
-		}
-		if err := sched.Validate(); err != nil {
-			return nil, err
-		}
-		out = append(out, lrPhase{end: int64(end), sched: sched})
-		from = end
-	}
-	return out, nil
+	return s, int64(steps), desc, s.Validate()
 }
 
 // resizeShortestEdge is detectron2's ResizeShortestEdge (sample_style "choice"): the shorter

@@ -1,6 +1,7 @@
 package finetune
 
 import (
+	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -120,7 +121,7 @@ func TestInstsegScheduleResumes(t *testing.T) {
 	maskrcnn.Schedules["test"] = sched
 	t.Cleanup(func() { delete(maskrcnn.Schedules, "test") })
 	data := tinyInstanceScenes(t)
-	set := []string{"schedule=test", "log_every=1", "overlays=0"}
+	set := []string{"schedule=test", "log_every=1", "overlays=0", "checkpoint_every=1"}
 	outA := t.TempDir()
 	if _, err := Instseg(backend.Go(), instsegStore(t, data, set...), outA, io.Discard); err != nil {
 		t.Fatal(err)
@@ -260,35 +261,32 @@ func oracleDetections(s datasets.Sample, m int) maskrcnn.ImageDetections {
 	return d
 }
 
-// TestDetectronPhases checks that the phases of detectron2's schedules give maskrcnn's
-// learning rate at every iteration, for the reference batch and a scaled one.
-func TestDetectronPhases(t *testing.T) {
+// TestDetectronSchedules checks that detectron2's schedules, as multistep train.Schedules, give
+// maskrcnn's learning rate at every iteration, for the reference batch and a scaled one.
+func TestDetectronSchedules(t *testing.T) {
 	for _, name := range []string{"1x", "3x"} {
 		for _, batch := range []int{16, 2} {
-			s, err := maskrcnn.Schedules[name].Scaled(batch)
+			store := instsegStore(t, "unused", "schedule="+name, fmt.Sprintf("batch=%d", batch))
+			sched, steps, _, err := instsegSchedule(store, batch)
 			if err != nil {
 				t.Fatal(err)
 			}
-			phases, err := detectronPhases(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(phases) != 4 || phases[len(phases)-1].end != int64(s.MaxIter) {
-				t.Errorf("%s batch %d: %d phases ending at %d, want 4 ending at %d", name, batch, len(phases), phases[len(phases)-1].end, s.MaxIter)
+			d, _ := maskrcnn.Schedules[name].Scaled(batch)
+			if steps != int64(d.MaxIter) {
+				t.Errorf("%s batch %d: %d steps, want %d", name, batch, steps, d.MaxIter)
 			}
 			rng := rand.New(rand.NewPCG(1, 2))
-			from := 0
-			for _, ph := range phases {
-				its := []int{from, from + 1, int(ph.end) - 1}
-				for range 50 {
-					its = append(its, from+rng.IntN(int(ph.end)-from))
+			its := []int{0, 1, d.WarmupIters - 1, d.WarmupIters, d.MaxIter - 1}
+			for _, m := range d.Steps {
+				its = append(its, m-1, m)
+			}
+			for range 200 {
+				its = append(its, rng.IntN(d.MaxIter))
+			}
+			for _, it := range its {
+				if got, want := sched.At(it), d.LR(it); math.Abs(got-want) > 1e-12*want {
+					t.Errorf("%s batch %d iteration %d: lr %g, want %g", name, batch, it, got, want)
 				}
-				for _, it := range its {
-					if got, want := ph.sched.At(it), s.LR(it); math.Abs(got-want) > 1e-12*want {
-						t.Errorf("%s batch %d iteration %d: lr %g, want %g", name, batch, it, got, want)
-					}
-				}
-				from = int(ph.end)
 			}
 		}
 	}
