@@ -113,7 +113,7 @@ func TestInstsegFineTuneStepAndEval(t *testing.T) {
 }
 
 // TestInstsegScheduleResumes trains under a detectron2-style schedule (warm-up, one decay
-// step: three phases), checks its learning rates, then resumes from the checkpoint after the
+// step), checks its learning rates, then resumes from the checkpoint after the
 // first step in a fresh store: the next losses are the uninterrupted run's.
 func TestInstsegScheduleResumes(t *testing.T) {
 	sched := maskrcnn.Schedule{MaxIter: 3, Steps: []int{2}, BaseLR: 0.01, ImsPerBatch: 2, WarmupIters: 1, WarmupFactor: 0.5,
