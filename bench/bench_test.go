@@ -1,13 +1,25 @@
 package bench
 
 import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"sort"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/gomlx/compute/dtypes"
+	. "github.com/gomlx/gomlx/core/graph"
+	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 )
 
@@ -25,7 +37,8 @@ func TestRunSmall(t *testing.T) {
 }
 
 // TestProfile writes a CPU profile of the ResNet-18 step when BENCH_PROFILE is set
-// (image size BENCH_PROFILE_SIZE, default 32).
+// (image size BENCH_PROFILE_SIZE, default 32; BENCH_PROFILE_STEPS profiled steps after 2 of
+// warm-up, default 4).
 func TestProfile(t *testing.T) {
 	path := os.Getenv("BENCH_PROFILE")
 	if path == "" {
@@ -50,7 +63,11 @@ func TestProfile(t *testing.T) {
 	}
 	f, _ := os.Create(path)
 	pprof.StartCPUProfile(f)
-	for range 4 {
+	steps := 4
+	if v, err := strconv.Atoi(os.Getenv("BENCH_PROFILE_STEPS")); err == nil && v > 0 {
+		steps = v
+	}
+	for range steps {
 		tr.Step(inputs...)
 	}
 	pprof.StopCPUProfile()
@@ -65,4 +82,236 @@ func TestVerifySameBackendIsExact(t *testing.T) {
 	if v.LossRef != v.LossGot || v.MaxGradRelErr != 0 || v.NumGradsCompared < 60 {
 		t.Errorf("verification of a backend against itself: %+v", v)
 	}
+}
+
+// TestTiming times the ResNet-18 step on the Go backend when BENCH_TIMING is set to a list of image
+// sizes (e.g. "32,64"), with BENCH_TIMING_STEPS timed steps (default 5) after 2 of warm-up (same
+// trainer as Run). It prints the median and the fastest step, and the CPU time of the process per
+// step (all threads): on a machine shared with other processes, the fastest step and the CPU time
+// are the least disturbed measures.
+func TestTiming(t *testing.T) {
+	sizes := os.Getenv("BENCH_TIMING")
+	if sizes == "" {
+		t.Skip("set BENCH_TIMING=32,64 to time the ResNet-18 step")
+	}
+	steps := 5
+	if v, err := strconv.Atoi(os.Getenv("BENCH_TIMING_STEPS")); err == nil && v > 0 {
+		steps = v
+	}
+	cpuTime := func() time.Duration {
+		var ru syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for _, f := range strings.Split(sizes, ",") {
+		size, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lossFn, inputs := resnet18CIFAR(size, 8)
+		tr, err := train.NewTrainer(backend.Go(), model.NewStore(), train.Config{
+			Optimizer: train.OptimizerConfig{Name: "adamw", Beta1: 0.9, Beta2: 0.999, Eps: 1e-8},
+			Schedule:  train.Schedule{Kind: "constant", BaseLR: 1e-3},
+		}, lossFn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var times, cpus []float64
+		for i := range 2 + steps {
+			t0, c0 := time.Now(), cpuTime()
+			if _, err := tr.Step(inputs...); err != nil {
+				t.Fatal(err)
+			}
+			if i >= 2 {
+				times = append(times, time.Since(t0).Seconds())
+				cpus = append(cpus, (cpuTime() - c0).Seconds())
+			}
+		}
+		sort.Float64s(times)
+		sort.Float64s(cpus)
+		gflop, err := stepGFLOP(backend.Go(), lossFn, inputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		med := times[len(times)/2]
+		fmt.Printf("resnet18-cifar %3dpx batch 8: median %.3f s, min %.3f s, cpu/step median %.3f s (min %.3f), %.1f images/s, %.1f GFLOP/step, %.1f GFLOP/s (median), %.1f GFLOP/s (min)\n",
+			size, med, times[0], cpus[len(cpus)/2], cpus[0], 8/med, gflop, gflop/med, gflop/times[0])
+	}
+}
+
+// TestLossTrace prints the loss of BENCH_LOSS_TRACE_STEPS (default 5) Adam steps of the ResNet-18
+// workload at image size BENCH_LOSS_TRACE (when set): run it with GOMLX_DT_PATCHES=off and without
+// to compare the patched Go backend with the upstream one (same initialization and data).
+func TestLossTrace(t *testing.T) {
+	size, err := strconv.Atoi(os.Getenv("BENCH_LOSS_TRACE"))
+	if err != nil {
+		t.Skip("set BENCH_LOSS_TRACE=32 to print the losses of a few training steps")
+	}
+	steps := 5
+	if v, err := strconv.Atoi(os.Getenv("BENCH_LOSS_TRACE_STEPS")); err == nil && v > 0 {
+		steps = v
+	}
+	lossFn, inputs := resnet18CIFAR(size, 8)
+	tr, err := train.NewTrainer(backend.Go(), model.NewStore(), train.Config{
+		Optimizer: train.OptimizerConfig{Name: "adamw"}, Schedule: train.Schedule{Kind: "constant", BaseLR: 1e-3},
+	}, lossFn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range steps {
+		r, err := tr.Step(inputs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("step %d loss %.9g\n", i, r.Terms["loss"])
+	}
+}
+
+// TestGradDump writes the loss and the gradients of one forward+backward pass of the ResNet-18
+// workload (image size from BENCH_GRAD_DUMP_SIZE, default 32) with deterministic weights to the
+// file BENCH_GRAD_DUMP; TestGradCompare compares two such files (BENCH_GRAD_COMPARE=a,b). Run the
+// dump with GOMLX_DT_PATCHES=off and without to compare the patched Go backend with upstream.
+func TestGradDump(t *testing.T) {
+	path := os.Getenv("BENCH_GRAD_DUMP")
+	if path == "" {
+		t.Skip("set BENCH_GRAD_DUMP=file")
+	}
+	size := 32
+	if v, err := strconv.Atoi(os.Getenv("BENCH_GRAD_DUMP_SIZE")); err == nil && v > 0 {
+		size = v
+	}
+	lossFn, inputs := resnet18CIFAR(size, 8)
+	store := model.NewStore()
+	var paths []string
+	graphFn := func(scope *model.Scope, in []*Node) []*Node {
+		g := in[0].Graph()
+		store.SetTraining(g, true)
+		loss := lossFn(scope, in)["loss"]
+		var vars []*Node
+		paths = paths[:0]
+		for v := range store.IterVariables() {
+			if v.Trainable && v.InUseByGraph(g) {
+				vars = append(vars, v.NodeValue(g))
+				paths = append(paths, v.Path())
+			}
+		}
+		return append([]*Node{loss}, Gradient(loss, vars...)...)
+	}
+	e, err := model.NewExec(backend.Go(), store, graphFn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []any{inputs[0], inputs[1]}
+	if _, err := e.Exec(args...); err != nil { // Creates (and initializes) the variables.
+		t.Fatal(err)
+	}
+	// Deterministic weights: each float32 variable gets values of its initial scale from a PCG
+	// seeded by its path; BatchNorm statistics back to their defaults.
+	for v := range store.IterVariables() {
+		if !v.HasValue() || v.Shape().DType != dtypes.Float32 {
+			if os.Getenv("BENCH_GRAD_DUMP_VERBOSE") != "" {
+				fmt.Printf("skip %s %s hasValue=%v\n", v.Path(), v.Shape(), v.HasValue())
+			}
+			continue
+		}
+		// Constant variables (BatchNorm's scale and offset, zero biases) keep their (constant)
+		// initial value; the others get uniform values in ±1/sqrt(fan-in).
+		var first float32
+		constant := true
+		v.MustValue().MustConstFlatData(func(flat any) {
+			f := flat.([]float32)
+			first = f[0]
+			for _, x := range f {
+				if x != first {
+					constant = false
+				}
+			}
+		})
+		dims := v.Shape().Dimensions
+		fanIn := 1
+		for _, d := range dims[:max(len(dims)-1, 0)] {
+			fanIn *= d
+		}
+		scale := 1 / math.Sqrt(float64(max(fanIn, 1)))
+		h := fnv.New64a()
+		h.Write([]byte(v.Path()))
+		rng := rand.New(rand.NewPCG(h.Sum64(), 7))
+		vals := make([]float32, v.Shape().Size())
+		for i := range vals {
+			if constant {
+				vals[i] = first
+			} else {
+				vals[i] = float32((2*rng.Float64() - 1) * scale)
+			}
+		}
+		v.MustSetValue(tensors.FromFlatDataAndDimensions(vals, v.Shape().Dimensions...))
+	}
+	out, err := e.Exec(args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for i, o := range out {
+		name := "loss"
+		if i > 0 {
+			name = paths[i-1]
+		}
+		o.MustConstFlatData(func(flat any) {
+			f := flat.([]float32)
+			fmt.Fprintf(&buf, "%s %d", name, len(f))
+			for _, x := range f {
+				fmt.Fprintf(&buf, " %08x", math.Float32bits(x))
+			}
+			buf.WriteString("\n")
+		})
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGradCompare(t *testing.T) {
+	files := strings.Split(os.Getenv("BENCH_GRAD_COMPARE"), ",")
+	if len(files) != 2 {
+		t.Skip("set BENCH_GRAD_COMPARE=a,b (files written by TestGradDump)")
+	}
+	read := func(path string) (names []string, values [][]float64) {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			fields := strings.Fields(line)
+			vals := make([]float64, 0, len(fields)-2)
+			for _, h := range fields[2:] {
+				bits, _ := strconv.ParseUint(h, 16, 32)
+				vals = append(vals, float64(math.Float32frombits(uint32(bits))))
+			}
+			names = append(names, fields[0])
+			values = append(values, vals)
+		}
+		return
+	}
+	na, va := read(files[0])
+	nb, vb := read(files[1])
+	if len(na) != len(nb) {
+		t.Fatalf("%d vs %d tensors", len(na), len(nb))
+	}
+	worst, worstName := 0.0, ""
+	for i := range na {
+		var d, n float64
+		for j := range va[i] {
+			d += (va[i][j] - vb[i][j]) * (va[i][j] - vb[i][j])
+			n += va[i][j] * va[i][j]
+		}
+		rel := math.Sqrt(d / max(n, 1e-300))
+		if i == 0 {
+			fmt.Printf("loss %.9g vs %.9g (rel diff %.3g)\n", va[0][0], vb[0][0], rel)
+			continue
+		}
+		if rel > worst {
+			worst, worstName = rel, na[i]
+		}
+	}
+	fmt.Printf("%d gradients compared, max relative L2 difference %.3g (%s)\n", len(na)-1, worst, worstName)
 }

@@ -177,6 +177,10 @@ func (e *Executable) Execute(inputs []compute.Buffer, donate []bool, _ compute.D
 	// Keep the live executions count.
 	e.backend.NumLiveExecutions.Add(1)
 	defer e.backend.NumLiveExecutions.Add(-1)
+	if opStats != nil {
+		opStats.reset()
+		defer opStats.dump() // DreamTeacher-Go patch: see opstats.go.
+	}
 
 	// Check inputs length
 	params := e.builder.MainFn.Parameters

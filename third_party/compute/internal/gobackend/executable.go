@@ -5,6 +5,7 @@ package gobackend
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/support/humanize"
@@ -228,6 +229,9 @@ func (fe *FunctionExecutable) Execute(backend *Backend, inputs []*Buffer, donate
 			executionMode = OpsExecutionSequential
 		}
 	}
+	if opStats != nil {
+		executionMode = OpsExecutionSequential // DreamTeacher-Go patch: per-op timings, see opstats.go.
+	}
 	execBuf.opsExecutionType = executionMode
 
 	// Execute
@@ -434,6 +438,10 @@ func (fe *FunctionExecutable) executeParallel(backend *Backend, execBuf *funcExe
 // executeNode executes a single node and stores its result.
 func (fe *FunctionExecutable) executeNode(backend *Backend, node *Node, execBuf *funcExecBuffers, spec *ShapeSpecialization) error {
 	nodeIdx := node.Index
+	if opStats != nil { // DreamTeacher-Go patch: per-op timings, see opstats.go.
+		start, startCPU := time.Now(), processCPUTime()
+		defer func() { opStats.record(node, time.Since(start), processCPUTime()-startCPU) }()
+	}
 
 	// Handle constants specially
 	if node.OpType == compute.OpTypeConstant {

@@ -53,7 +53,66 @@ type NodeData struct {
 
 	// implementation for current layout.
 	implementation *ImplementationRegistration
+
+	// LHSColMajor (DreamTeacher-Go patch): the lhs input is stored [batch, contracting, lhsCross]
+	// (a transposed lhs folded into the DotGeneral, see foldLHSTranspose).
+	LHSColMajor bool
+
+	// OutputTransposed (DreamTeacher-Go patch): the output is stored [batch, rhsCross, lhsCross]
+	// (a transposition of the result folded into the DotGeneral, see dotOutputTransposeFusion).
+	OutputTransposed bool
+
+	// LHSIm2Col, RHSIm2Col (DreamTeacher-Go patch): when set, the operand is the (virtual) patch
+	// matrix of a convolution, read from the input node (the convolution's padded input) instead
+	// of being materialized, see Im2ColSpec.
+	LHSIm2Col, RHSIm2Col *Im2ColSpec
 }
+
+// Im2ColSpec (DreamTeacher-Go patch) describes the patch matrix P [N*Ho*Wo, len(Taps)*C] of a
+// convolution over a source tensor X [N, H, W, C] (row-major, float32):
+//
+//	P[(n*Ho + y)*Wo + x, t*C + c] = X[n, y*SY + Taps[t][0], x*SX + Taps[t][1], c].
+type Im2ColSpec struct {
+	N, H, W, C int
+	Ho, Wo     int
+	SY, SX     int
+	Taps       [][2]int
+}
+
+// Col2ImSpec (DreamTeacher-Go patch) describes the col2im of a convolution's patch gradient
+// dP [N*Ho*Wo, len(Taps)*C] (the product computed by GemmCol2ImFloat32) into the gradient of the
+// convolution's input: a zero tensor X [N, FullH, FullW, C] gets
+//
+//	X[n, y*SY + Taps[t][0], x*SX + Taps[t][1], c] += dP[(n*Ho + y)*Wo + x, t*C + c],
+//
+// and the output is its window [N, OutH, OutW, C] starting at (WinY, WinX).
+type Col2ImSpec struct {
+	N, Ho, Wo, C int
+	SY, SX       int
+	Taps         [][2]int
+	FullH, FullW int
+	WinY, WinX   int
+	OutH, OutW   int
+}
+
+// GemmCol2ImFloat32 (DreamTeacher-Go patch) computes dP = lhs·rhs (lhs row-major [M, K], rhs in
+// the layout given by rhsTransposed, N = len(Taps)*C) and its col2im (see Col2ImSpec) into output,
+// without materializing dP. Set by the AVX-512 matmul package.
+var GemmCol2ImFloat32 func(backend *gobackend.Backend, lhs, rhs, output []float32, rhsTransposed bool,
+	M, N, K int, spec *Col2ImSpec)
+
+// GemmFloat32V (DreamTeacher-Go patch) is GemmFloat32 where either operand may be a virtual patch
+// matrix (lhsV, rhsV non-nil; the corresponding slice is then the source tensor of the patches).
+var GemmFloat32V func(backend *gobackend.Backend, lhs, rhs, output []float32, lhsColMajor, rhsTransposed bool,
+	lhsV, rhsV *Im2ColSpec, batchSize, lhsCrossSize, rhsCrossSize, contractingSize int)
+
+// GemmFloat32 (DreamTeacher-Go patch) computes, in float32, output[b] = lhs[b]·rhs[b] where lhs
+// is [batch, lhsCross, contracting] (or [batch, contracting, lhsCross] if lhsColMajor), rhs is in
+// the layout given by rhsTransposed, and output is [batch, lhsCross, rhsCross]. It is set (by the
+// AVX-512 matmul package) only where it is fast: DotGeneral folds transposed operands and results
+// into the DotGeneral only when it is set.
+var GemmFloat32 func(backend *gobackend.Backend, lhs, rhs, output []float32, lhsColMajor, rhsTransposed bool,
+	batchSize, lhsCrossSize, rhsCrossSize, contractingSize int)
 
 // SetSizes computes and sets the internal sizes (BatchSize, LHSCrossSize, RHSCrossSize, ContractingSize)
 // from the concrete LHS and RHS shapes.
@@ -103,6 +162,10 @@ func (d *NodeData) SetSizes(lhsShape, rhsShape shapes.Shape) {
 // EqualNodeData implements nodeDataComparable for dotGeneralNodeData.
 func (d *NodeData) EqualNodeData(other gobackend.NodeDataComparable) bool {
 	o := other.(*NodeData)
+	if d.LHSColMajor != o.LHSColMajor || d.OutputTransposed != o.OutputTransposed || d.Layout != o.Layout ||
+		d.LHSIm2Col != o.LHSIm2Col || d.RHSIm2Col != o.RHSIm2Col {
+		return false
+	}
 	if d.BatchSize != o.BatchSize ||
 		d.LHSCrossSize != o.LHSCrossSize ||
 		d.RHSCrossSize != o.RHSCrossSize ||
@@ -126,6 +189,10 @@ func (d *NodeData) Recompute(backend *gobackend.Backend, resolvedNodes []*goback
 		LHSBatchAxes:       slices.Clone(d.LHSBatchAxes),
 		RHSContractingAxes: slices.Clone(d.RHSContractingAxes),
 		RHSBatchAxes:       slices.Clone(d.RHSBatchAxes),
+		LHSColMajor:        d.LHSColMajor,
+		OutputTransposed:   d.OutputTransposed,
+		LHSIm2Col:          d.LHSIm2Col,
+		RHSIm2Col:          d.RHSIm2Col,
 	}
 
 	// Get resolved (concrete) input shapes.
@@ -144,7 +211,6 @@ func (d *NodeData) Recompute(backend *gobackend.Backend, resolvedNodes []*goback
 
 	return newData, nil
 }
-
 
 // DotGeneral takes as input lhs (left-hand-side) and rhs (right-hand-side) specifications
 // for a general vector product -- a generalized "Einsum". Each axis can be:
@@ -184,6 +250,11 @@ func DotGeneral(f *gobackend.Function,
 	outputShape, err := shapeinference.DotGeneral(lhs.Shape, lhsContractingAxes, lhsBatchAxes, rhs.Shape, rhsContractingAxes, rhsBatchAxes, config)
 	if err != nil {
 		return nil, err
+	}
+
+	if folded, ok, err := foldLHSTranspose(f, lhs, lhsContractingAxes, lhsBatchAxes, rhs, rhsContractingAxes, rhsBatchAxes,
+		config, outputShape); err != nil || ok {
+		return folded, err
 	}
 
 	// Create node params or the "normalized" dot-general, after all reshaping/transposition.
@@ -387,6 +458,34 @@ func execDotGeneral(backend *gobackend.Backend, node *gobackend.Node, inputs []*
 			params.Layout, params.InputDType, params.OutputDType)
 	}
 
+	if params.LHSIm2Col != nil || params.RHSIm2Col != nil {
+		lhsF, rhsF, outF := lhs.Flat.([]float32), rhs.Flat.([]float32), output.Flat.([]float32)
+		if params.OutputTransposed {
+			GemmFloat32V(backend, rhsF, lhsF, outF, params.Layout != LayoutTransposed, !params.LHSColMajor,
+				params.RHSIm2Col, params.LHSIm2Col,
+				params.BatchSize, params.RHSCrossSize, params.LHSCrossSize, params.ContractingSize)
+		} else {
+			GemmFloat32V(backend, lhsF, rhsF, outF, params.LHSColMajor, params.Layout == LayoutTransposed,
+				params.LHSIm2Col, params.RHSIm2Col,
+				params.BatchSize, params.LHSCrossSize, params.RHSCrossSize, params.ContractingSize)
+		}
+		return output, nil
+	}
+	if params.OutputTransposed {
+		// outputᵀ = rhsᵀ·lhsᵀ: rhsᵀ is a column-major lhs if rhs is [K, N], a row-major one if rhs
+		// is [N, K]; lhsᵀ is a transposed-layout rhs if lhs is row-major [M, K].
+		GemmFloat32(backend, rhs.Flat.([]float32), lhs.Flat.([]float32), output.Flat.([]float32),
+			params.Layout != LayoutTransposed, !params.LHSColMajor,
+			params.BatchSize, params.RHSCrossSize, params.LHSCrossSize, params.ContractingSize)
+		return output, nil
+	}
+	if params.LHSColMajor {
+		GemmFloat32(backend, lhs.Flat.([]float32), rhs.Flat.([]float32), output.Flat.([]float32),
+			true, params.Layout == LayoutTransposed,
+			params.BatchSize, params.LHSCrossSize, params.RHSCrossSize, params.ContractingSize)
+		return output, nil
+	}
+
 	// Use registered implementation.
 	CallRegisteredImplementation(backend, params.implementation, lhs, rhs, output, params)
 	return output, nil
@@ -417,4 +516,62 @@ func findDynamicCrossAxisName(shape shapes.Shape, batchAxes, contractingAxes []i
 		}
 	}
 	return ""
+}
+
+// foldLHSTranspose (DreamTeacher-Go patch) folds a 2-D transposed lhs into the DotGeneral:
+// Dot(Transpose(x), rhs) reads x in place as a column-major lhs instead of materializing its
+// transposition. GoMLX's gradient of a matmul (and internal/gomlxfix) builds such products for the
+// weight gradients; the transposition of a [M, N] activation gradient was ~3% of a ResNet step.
+//
+// It returns ok=false (and builds nothing) when the pattern or the dtypes don't match, or when
+// no fast column-major implementation is available.
+func foldLHSTranspose(f *gobackend.Function,
+	lhs *gobackend.Node, lhsContractingAxes, lhsBatchAxes []int,
+	rhs *gobackend.Node, rhsContractingAxes, rhsBatchAxes []int,
+	config compute.DotGeneralConfig, outputShape shapes.Shape) (compute.Value, bool, error) {
+	if GemmFloat32 == nil || testRegisteredImplementations != nil {
+		return nil, false, nil
+	}
+	if lhs.OpType != compute.OpTypeTranspose || lhs.Shape.Rank() != 2 || rhs.Shape.Rank() != 2 ||
+		len(lhsBatchAxes) != 0 || len(rhsBatchAxes) != 0 ||
+		len(lhsContractingAxes) != 1 || lhsContractingAxes[0] != 1 || len(rhsContractingAxes) != 1 {
+		return nil, false, nil
+	}
+	if perm, ok := lhs.Data.([]int); !ok || len(perm) != 2 || perm[0] != 1 || perm[1] != 0 {
+		return nil, false, nil
+	}
+	if lhs.Shape.DType != dtypes.Float32 || rhs.Shape.DType != dtypes.Float32 || outputShape.DType != dtypes.Float32 ||
+		(config.AccumulatorDType != dtypes.InvalidDType && config.AccumulatorDType != dtypes.Float32) {
+		return nil, false, nil
+	}
+	if lhs.Shape.IsDynamic() || rhs.Shape.IsDynamic() {
+		return nil, false, nil
+	}
+	x := lhs.Inputs[0] // [contracting, lhsCross]
+	params := &NodeData{
+		InputDType:         dtypes.Float32,
+		OutputDType:        dtypes.Float32,
+		Config:             config,
+		Layout:             LayoutNonTransposed,
+		LHSContractingAxes: []int{0},
+		LHSBatchAxes:       []int{},
+		RHSContractingAxes: slices.Clone(rhsContractingAxes),
+		RHSBatchAxes:       []int{},
+		LHSColMajor:        true,
+	}
+	if rhsContractingAxes[0] == 1 {
+		params.Layout = LayoutTransposed
+	}
+	params.SetSizes(x.Shape, rhs.Shape)
+	params.implementation = FindRegisteredImplementation(params.Layout, dtypes.Float32, dtypes.Float32)
+	normalizedOutputShape := shapes.Make(dtypes.Float32, params.BatchSize, params.LHSCrossSize, params.RHSCrossSize)
+	result, _ := f.GetOrCreateNode(compute.OpTypeDotGeneral, normalizedOutputShape, []*gobackend.Node{x, rhs}, params)
+	if result.Shape.Equal(outputShape) {
+		return result, true, nil
+	}
+	resultValue, err := f.Reshape(result, outputShape.Dimensions...)
+	if err != nil {
+		return nil, false, err
+	}
+	return resultValue, true, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/dtypes/gotype"
+	"github.com/gomlx/compute/internal/gobackend"
 	"github.com/gomlx/compute/internal/gobackend/dot"
 	"github.com/gomlx/compute/support/envutil"
 )
@@ -74,6 +75,15 @@ func RegisterAVX512ForTests() {
 }
 
 func registerAVX512(forTests bool) {
+	if !forTests && gobackend.DTPatchesEnabled && !gobackend.DTPatchDisabled("gemm") {
+		// DreamTeacher-Go patch: DotGeneral folds transposed operands and results into the GEMM,
+		// and reads (or col2im's) patch matrices in place.
+		if !gobackend.DTPatchDisabled("fold") {
+			dot.GemmFloat32 = avx512GemmFloat32
+		}
+		dot.GemmFloat32V = avx512GemmFloat32V
+		dot.GemmCol2ImFloat32 = avx512GemmCol2Im
+	}
 	dot.RegisterImplementation("simd:avx512", dot.LayoutNonTransposed, dtypes.Float32, dtypes.Float32, avx512RouterFloat32, PriorityAVX512, forTests)
 	dot.RegisterImplementation("simd:avx512", dot.LayoutTransposed, dtypes.Float32, dtypes.Float32, avx512RouterFloat32, PriorityAVX512, forTests)
 

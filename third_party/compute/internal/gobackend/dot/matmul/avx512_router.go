@@ -87,6 +87,11 @@ func avx512RouterFloat32( //alt:f32
 	}
 
 	// Use the efficient large matrix version:
+	// DreamTeacher-Go patch: the float32 GEMM with the assembly micro-kernel (avx512_gemm.go).
+	if UseAVX512Gemm { //alt:f32
+		avx512GemmFloat32(backend, lhs, rhs, output, false, layout == dot.LayoutTransposed, batchSize, lhsCrossSize, rhsCrossSize, contractingSize) //alt:f32
+		return                                                                                                                                      //alt:f32
+	} //alt:f32
 	avx512LargeFloat32( //alt:f32
 		//alt:bf16 avx512LargeBFloat16(
 		//alt:f16 avx512LargeFloat16(

@@ -1,0 +1,994 @@
+// Copyright 2023-2026 The GoMLX Authors. SPDX-License-Identifier: Apache-2.0
+
+//go:build amd64 && goexperiment.simd
+
+// DreamTeacher-Go patch: a float32 GEMM for AVX-512 with an assembly micro-kernel (see PATCHES.md).
+//
+// C[M,N] = A[M,K] · B[K,N], with:
+//
+//   - A read in place with any strides (the micro-kernel broadcasts its elements): row-major
+//     lhs, or column-major lhs (a transposed operand folded into the DotGeneral).
+//   - B packed into strips of 64 columns ([kc][64] per strip and k-block), shared by all
+//     workers; from a row-major rhs (plain copies) or a column-major one (16x16 transposes).
+//   - C written in place (row-major), accumulated over the k-blocks.
+//
+// If N > M the product is computed transposed (Cᵀ = Bᵀ·Aᵀ): the packed operand is then the
+// smaller one, and Cᵀ goes to a scratch buffer transposed into C at the end.
+//
+// The micro-kernel (avx512_gemm_amd64.s) computes a 6x64 tile of C with 24 ZMM accumulators:
+// per k it loads 4 vectors of the B strip and broadcasts 6 elements of A, for 24 FMAs.
+
+package matmul
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/gomlx/compute/internal/gobackend"
+	"github.com/gomlx/compute/internal/gobackend/dot"
+)
+
+// avx512GemmKernel6x64 is implemented in avx512_gemm_amd64.s.
+//
+//go:noescape
+func avx512GemmKernel6x64(a unsafe.Pointer, rsA, csA uintptr, b unsafe.Pointer, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, pf unsafe.Pointer)
+
+// avx512GemmKernel6x64Multi is implemented in avx512_gemm_amd64.s: avx512GemmKernel6x64 on
+// numTiles consecutive tiles (A advances by aTileStride bytes, C by 6 rows).
+//
+//go:noescape
+func avx512GemmKernel6x64Multi(a unsafe.Pointer, rsA, csA uintptr, b unsafe.Pointer, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, numTiles int, aTileStride uintptr)
+
+// avx512GemmKernel6x64Segs is implemented in avx512_gemm_amd64.s: the k-steps
+// [s*segLen, (s+1)*segLen) read A at aPtrs[s] (an array of numSegs addresses); numTiles
+// consecutive tiles, aPtrs[s] advancing by aTileStride (the array is modified) and C by 6 rows.
+//
+//go:noescape
+func avx512GemmKernel6x64Segs(aPtrs unsafe.Pointer, numSegs, segLen int, rsA, csA uintptr, b unsafe.Pointer, c unsafe.Pointer, ldc uintptr, accumulate bool, numTiles int, aTileStride uintptr)
+
+// avx512Transpose16x16 is implemented in avx512_gemm_amd64.s.
+//
+//go:noescape
+func avx512Transpose16x16(src unsafe.Pointer, srcStride uintptr, dst unsafe.Pointer, dstStride uintptr)
+
+const (
+	gemmMR = 6  // Rows of the micro-kernel tile.
+	gemmNR = 64 // Columns of the micro-kernel tile (4 ZMM registers).
+)
+
+// GemmKcMax is the largest k-block (contracting panel) of the AVX-512 float32 GEMM: one packed
+// strip of B is GemmKcMax*64*4 bytes and should stay in L1. Exposed for tuning.
+var GemmKcMax = 256
+
+// UseAVX512Gemm selects this GEMM for large float32 matmuls (instead of the original packed kernel).
+var UseAVX512Gemm = gobackend.DTPatchesEnabled && !gobackend.DTPatchDisabled("gemm")
+
+// GemmPackAMinStrips: a row-major A is also packed into tiles when C has at least this many
+// strips of 64 columns (the tiles are then reused that many times); 0 disables.
+var GemmPackAMinStrips = 0
+
+// GemmTileMajor: for C with several strips, always loop over the A tiles outside the strips of
+// B (for experiments; by default only when K fits one k-block and B is small).
+var GemmTileMajor = false
+
+// GemmMcTilesMax is the largest number of micro-tiles (of gemmMR rows) in one parallel task.
+var GemmMcTilesMax = 32
+
+// gemmMatrix is a float32 matrix view with strides counted in elements, or (if v != nil) a
+// virtual patch matrix V of a convolution (or Vᵀ if vt).
+type gemmMatrix struct {
+	ptr    unsafe.Pointer
+	rs, cs int
+	v      *gemmVirtual
+	vt     bool
+}
+
+func (m gemmMatrix) at(i, j int) unsafe.Pointer {
+	if m.v != nil {
+		if m.vt {
+			return m.v.ptr(j, i)
+		}
+		return m.v.ptr(i, j)
+	}
+	return unsafe.Add(m.ptr, (i*m.rs+j*m.cs)*4)
+}
+
+func (m gemmMatrix) transposed() gemmMatrix { return gemmMatrix{m.ptr, m.cs, m.rs, m.v, !m.vt} }
+
+// rowMajor reports whether the rows of m are contiguous (plain row-major, or V).
+func (m gemmMatrix) rowMajor() bool { return (m.v == nil && m.cs == 1) || (m.v != nil && !m.vt) }
+
+// colMajor reports whether the columns of m are contiguous (plain column-major, or Vᵀ).
+func (m gemmMatrix) colMajor() bool { return (m.v == nil && m.rs == 1) || (m.v != nil && m.vt) }
+
+// rowRun returns the number of contiguous elements of row i from column j on (for a rowMajor m).
+func (m gemmMatrix) rowRun(i, j int) int {
+	if m.v != nil {
+		return m.v.c - j%m.v.c
+	}
+	return 1 << 40
+}
+
+// colRun returns the number of contiguous elements of column j from row i on (for a colMajor m).
+func (m gemmMatrix) colRun(i, j int) int {
+	if m.v != nil {
+		return m.v.c - i%m.v.c
+	}
+	return 1 << 40
+}
+
+// gemmVirtual is the patch matrix of a convolution over src [n, h, w, c] (float32, row-major):
+// V[(b*ho + y)*wo + x, t*c + ch] = src[b, y*sy + taps[t][0], x*sx + taps[t][1], ch], i.e.
+// src[rowBase(r) + colOff(col)] (offsets in elements).
+type gemmVirtual struct {
+	src                        unsafe.Pointer
+	n, h, w, c, ho, wo, sy, sx int
+	taps                       [][2]int
+	tapOff                     []int // (dy*w + dx)*c for each tap.
+}
+
+// rowBase is the offset of the element (b, y*sy, x*sx, 0) of src for row r = (b*ho + y)*wo + x.
+func (v *gemmVirtual) rowBase(r int) int {
+	x := r % v.wo
+	r /= v.wo
+	y := r % v.ho
+	b := r / v.ho
+	return ((b*v.h+y*v.sy)*v.w + x*v.sx) * v.c
+}
+
+// colOff is the offset of column col relative to rowBase.
+func (v *gemmVirtual) colOff(col int) int { return v.tapOff[col/v.c] + col%v.c }
+
+// ptr returns the address of V[r, col]; V[r, col:col+(c-col%c)] is contiguous.
+func (v *gemmVirtual) ptr(r, col int) unsafe.Pointer {
+	return unsafe.Add(v.src, 4*(v.rowBase(r)+v.colOff(col)))
+}
+
+// gemmRowIter walks the rows of a gemmVirtual (rowBase without divisions).
+type gemmRowIter struct {
+	v             *gemmVirtual
+	x, y, b, base int
+}
+
+func (v *gemmVirtual) rows(r int) gemmRowIter {
+	it := gemmRowIter{v: v, x: r % v.wo, y: (r / v.wo) % v.ho, b: r / (v.wo * v.ho)}
+	it.base = v.rowBase(r)
+	return it
+}
+
+// next moves to the next row.
+func (it *gemmRowIter) next() {
+	v := it.v
+	it.x++
+	it.base += v.sx * v.c
+	if it.x < v.wo {
+		return
+	}
+	it.x = 0
+	it.y++
+	if it.y < v.ho {
+		it.base = ((it.b*v.h + it.y*v.sy) * v.w) * v.c
+		return
+	}
+	it.y = 0
+	it.b++
+	it.base = (it.b * v.h * v.w) * v.c
+}
+
+// regularRows returns the stride in bytes between the rows r0..r0+n-1 of V if they are equally
+// spaced in src (same output image row).
+func (v *gemmVirtual) regularRows(r0, n int) (uintptr, bool) {
+	x := r0 % v.wo
+	if x+n > v.wo {
+		return 0, false
+	}
+	return uintptr(v.sx * v.c * 4), true
+}
+
+// gemmKAlign returns the alignment of the k-blocks: for a virtual row-major A (read in place), the
+// channels (a k-block is then made of whole segments of one tap each), else 1.
+func gemmKAlign(a, b gemmMatrix) int {
+	if a.v != nil && !a.vt {
+		return a.v.c
+	}
+	return 1
+}
+
+// avx512GemmFloat32 computes a batch of C = A·B.
+//   - lhs: [batch, M, K] (row-major), or [batch, K, M] if lhsColMajor.
+//   - rhs: [batch, K, N] if !rhsTransposed, else [batch, N, K].
+//   - output: [batch, M, N].
+func avx512GemmFloat32(backend *gobackend.Backend, lhs, rhs, output []float32, lhsColMajor, rhsTransposed bool,
+	batchSize, M, N, K int) {
+	if batchSize == 0 || M == 0 || N == 0 {
+		return
+	}
+	if K == 0 {
+		clear(output[:batchSize*M*N])
+		return
+	}
+	workers := 1
+	if backend != nil {
+		workers = backend.Workers.AdjustedMaxParallelism()
+	}
+	// Computing Cᵀ = Bᵀ·Aᵀ packs A instead of B, and costs a transposition of C. With a split
+	// contracting axis (small C), both are packed, and packing A (into 6-row tiles) is the costlier:
+	// A should be the smaller side.
+	swap := N > M && K*N > 2*(K*M+2*M*N)
+	if gemmUseSplitK(M, N, K) {
+		swap = M > N
+	}
+	gemmBatches(backend, workers, lhs, rhs, output, lhsColMajor, rhsTransposed, nil, nil, swap, batchSize, M, N, K)
+}
+
+// avx512GemmFloat32V is avx512GemmFloat32 where either operand may be a virtual patch matrix
+// (lhsV, rhsV; batchSize must then be 1 and the corresponding slice holds its source tensor).
+func avx512GemmFloat32V(backend *gobackend.Backend, lhs, rhs, output []float32, lhsColMajor, rhsTransposed bool,
+	lhsV, rhsV *dot.Im2ColSpec, batchSize, M, N, K int) {
+	if batchSize == 0 || M == 0 || N == 0 {
+		return
+	}
+	if K == 0 {
+		clear(output[:batchSize*M*N])
+		return
+	}
+	if batchSize != 1 {
+		panic("gemm: virtual operands need a batch of 1")
+	}
+	workers := 1
+	if backend != nil {
+		workers = backend.Workers.AdjustedMaxParallelism()
+	}
+	swap := N > M && K*N > 2*(K*M+2*M*N)
+	if gemmUseSplitK(M, N, K) {
+		swap = M > N
+	}
+	if lhsV != nil && !lhsColMajor {
+		swap = false // V would become a transposed-layout B (packed element by element).
+	}
+	if rhsV != nil && rhsTransposed {
+		swap = true // Idem.
+	}
+	gemmBatches(backend, workers, lhs, rhs, output, lhsColMajor, rhsTransposed, lhsV, rhsV, swap, batchSize, M, N, K)
+}
+
+func newGemmVirtual(src []float32, spec *dot.Im2ColSpec) *gemmVirtual {
+	v := &gemmVirtual{src: unsafe.Pointer(&src[0]), n: spec.N, h: spec.H, w: spec.W, c: spec.C,
+		ho: spec.Ho, wo: spec.Wo, sy: spec.SY, sx: spec.SX, taps: spec.Taps}
+	for _, t := range spec.Taps {
+		v.tapOff = append(v.tapOff, (t[0]*v.w+t[1])*v.c)
+	}
+	return v
+}
+
+func gemmBatches(backend *gobackend.Backend, workers int, lhs, rhs, output []float32, lhsColMajor, rhsTransposed bool,
+	lhsV, rhsV *dot.Im2ColSpec, swap bool, batchSize, M, N, K int) {
+	for b := range batchSize {
+		var a, bm gemmMatrix
+		if lhsV != nil {
+			a = gemmMatrix{v: newGemmVirtual(lhs, lhsV), vt: lhsColMajor}
+		} else {
+			lhsB := unsafe.Pointer(&lhs[b*M*K])
+			a = gemmMatrix{ptr: lhsB, rs: K, cs: 1}
+			if lhsColMajor {
+				a = gemmMatrix{ptr: lhsB, rs: 1, cs: M}
+			}
+		}
+		if rhsV != nil {
+			bm = gemmMatrix{v: newGemmVirtual(rhs, rhsV), vt: rhsTransposed}
+		} else {
+			rhsB := unsafe.Pointer(&rhs[b*K*N])
+			bm = gemmMatrix{ptr: rhsB, rs: N, cs: 1}
+			if rhsTransposed {
+				bm = gemmMatrix{ptr: rhsB, rs: 1, cs: K}
+			}
+		}
+		outB := output[b*M*N : (b+1)*M*N]
+		if !swap {
+			gemmParallel(backend, workers, a, bm, unsafe.Pointer(&outB[0]), N, M, N, K)
+			continue
+		}
+		// Cᵀ[N,M] = Bᵀ·Aᵀ into a scratch buffer, then transposed into C.
+		scratch := gemmScratch(N * M)
+		gemmParallel(backend, workers, bm.transposed(), a.transposed(), unsafe.Pointer(&scratch[0]), M, N, M, K)
+		transposeFloat32(scratch, outB, N, M)
+		gemmRelease(scratch)
+	}
+}
+
+// gemmPackedB is B packed for the micro-kernel: for each k-block p (rows kStart[p]..kStart[p+1]),
+// numStrips strips of [kc][64] floats; block p starts at kStart[p]*numStrips*64.
+type gemmPackedB struct {
+	data      []float32
+	kStarts   []int
+	numStrips int
+}
+
+func (pb *gemmPackedB) strip(p, s int) unsafe.Pointer {
+	k0, kc := pb.kStarts[p], pb.kStarts[p+1]-pb.kStarts[p]
+	return unsafe.Pointer(&pb.data[k0*pb.numStrips*gemmNR+s*kc*gemmNR])
+}
+
+// gemmKBlocks splits K into blocks of equal size (at most GemmKcMax), or (align > 1) into blocks
+// that are the largest divisor of align not above GemmKcMax.
+func gemmKBlocks(K, align int) []int {
+	n := (K + GemmKcMax - 1) / GemmKcMax
+	kc := (K + n - 1) / n
+	if align > 1 {
+		// Whole segments (of segLen, dividing align) per block, as many as fit GemmKcMax.
+		segLen := gemmAlignedKc(align, GemmKcMax)
+		numSegs := K / segLen
+		segsPerBlock := (numSegs + n - 1) / n
+		kc = segsPerBlock * segLen
+	}
+	starts := make([]int, 0, n+1)
+	for k := 0; k < K; k += kc {
+		starts = append(starts, k)
+	}
+	return append(starts, K)
+}
+
+// runParallel runs fn(task) for task in [0, numTasks) on up to `workers` goroutines of the pool.
+func runParallel(backend *gobackend.Backend, workers, numTasks int, fn func(task int)) {
+	if workers <= 1 || numTasks <= 1 || backend == nil {
+		for t := range numTasks {
+			fn(t)
+		}
+		return
+	}
+	var next atomic.Int64
+	backend.Workers.Saturate(func() {
+		for {
+			t := int(next.Add(1) - 1)
+			if t >= numTasks {
+				return
+			}
+			fn(t)
+		}
+	})
+}
+
+// gemmParallel computes C[M,N] = A[M,K]·B[K,N], with C row-major (row stride ldc elements).
+func gemmParallel(backend *gobackend.Backend, workers int, a, b gemmMatrix, c unsafe.Pointer, ldc int, M, N, K int) {
+	if gemmUseSplitK(M, N, K) {
+		gemmSplitK(backend, workers, a, b, c, ldc, M, N, K)
+		return
+	}
+	kStarts := gemmKBlocks(K, gemmKAlign(a, b))
+	numKBlocks := len(kStarts) - 1
+	numStrips := (N + gemmNR - 1) / gemmNR
+	pb := &gemmPackedB{kStarts: kStarts, numStrips: numStrips}
+	packedLen := K * numStrips * gemmNR
+	var packedRef *gobackend.Buffer
+	if backend != nil {
+		var ok bool
+		packedRef, pb.data, ok = GetBuffer[float32](backend, packedLen)
+		if !ok {
+			return
+		}
+		defer ReleaseBuffer(packedRef)
+	} else {
+		pb.data = make([]float32, packedLen)
+	}
+
+	// Pack B, in parallel over (k-block, strip).
+	runParallel(backend, workers, numKBlocks*numStrips, func(task int) {
+		p, s := task/numStrips, task%numStrips
+		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*gemmNR, min(gemmNR, N-s*gemmNR), pb.strip(p, s))
+	})
+
+	// Compute, in parallel over chunks of rows.
+	numTiles := (M + gemmMR - 1) / gemmMR
+	chunkTiles := max(1, min(GemmMcTilesMax, (numTiles+4*workers-1)/(4*workers)))
+	numChunks := (numTiles + chunkTiles - 1) / chunkTiles
+	runParallel(backend, workers, numChunks, func(chunk int) {
+		r0 := chunk * chunkTiles * gemmMR
+		r1 := min(M, r0+chunkTiles*gemmMR)
+		gemmRows(a, pb, c, ldc, r0, r1, N)
+	})
+}
+
+// gemmRows computes rows [r0, r1) of C, r1-r0 <= GemmMcTilesMax*gemmMR.
+//
+// A row-major A is read in place. Otherwise (e.g. column-major, where a tile would read 6 floats
+// per k at a large stride, whose lines fall in few L1 sets), each k-block of the rows is first
+// packed into contiguous tiles (gemmPackATiles).
+func gemmRows(a gemmMatrix, pb *gemmPackedB, c unsafe.Pointer, ldc int, r0, r1, N int) {
+	maxKc := 0
+	for p := range len(pb.kStarts) - 1 {
+		maxKc = max(maxKc, pb.kStarts[p+1]-pb.kStarts[p])
+	}
+	aEdge := gemmScratch(gemmMR * maxKc)
+	defer gemmRelease(aEdge)
+	var aSegs [gemmMaxSegs]uintptr
+	var aTiles []float32
+	numRows := r1 - r0
+	numTiles := (numRows + gemmMR - 1) / gemmMR
+	if !a.rowMajor() || (GemmPackAMinStrips > 0 && pb.numStrips >= GemmPackAMinStrips) {
+		aTiles = gemmScratch(numTiles * gemmMR * maxKc)
+		defer gemmRelease(aTiles)
+	}
+	numKBlocks := len(pb.kStarts) - 1
+	for p := range numKBlocks {
+		k0 := pb.kStarts[p]
+		kc := pb.kStarts[p+1] - k0
+		accumulate := p > 0
+		var tileA gemmTileFn
+		if aTiles != nil {
+			gemmPackATiles(a, r0, numRows, k0, kc, aTiles)
+			tileA = func(t int, _ bool) gemmTile {
+				return gemmTile{ptr: unsafe.Pointer(&aTiles[t*gemmMR*kc]), rs: 4, cs: gemmMR * 4,
+					regular: true, tileStride: uintptr(gemmMR * kc * 4)}
+			}
+		} else {
+			rsA, csA := uintptr(a.rs*4), uintptr(a.cs*4)
+			var segLen int
+			if a.v != nil {
+				segLen = gemmAlignedKc(a.v.c, GemmKcMax)
+			}
+			tileA = func(t int, peek bool) gemmTile {
+				i := t * gemmMR
+				mr := min(gemmMR, numRows-i)
+				if a.v != nil && mr == gemmMR && kc%segLen == 0 && kc/segLen <= gemmMaxSegs {
+					// A tile of a virtual patch matrix within one output row is, for each tap, a
+					// strided block of the source.
+					if rs, ok := a.v.regularRows(r0+i, gemmMR); ok {
+						if peek {
+							return gemmTile{}
+						}
+						base := a.v.rowBase(r0 + i)
+						numSegs := kc / segLen
+						for sg := range numSegs {
+							aSegs[sg] = uintptr(unsafe.Add(a.v.src, 4*(base+a.v.colOff(k0+sg*segLen))))
+						}
+						// The tiles that follow in the same output row are regular too.
+						run := (a.v.wo - (r0+i)%a.v.wo) / gemmMR
+						return gemmTile{rs: rs, cs: 4, segs: &aSegs, numSegs: numSegs, segLen: segLen,
+							regular: true, tileStride: gemmMR * rs, runTiles: run}
+					}
+				} else if a.v == nil && mr == gemmMR {
+					return gemmTile{ptr: a.at(r0+i, k0), rs: rsA, cs: csA, regular: true, tileStride: gemmMR * rsA}
+				}
+				// Partial or irregular tile: its rows are copied.
+				if peek {
+					return gemmTile{}
+				}
+				gemmCopyEdgeRows(a, r0+i, mr, k0, kc, aEdge)
+				return gemmTile{ptr: unsafe.Pointer(&aEdge[0]), rs: uintptr(kc * 4), cs: 4}
+			}
+		}
+		// With a single k-block (small K) C is written once: loop over the A tiles outside the
+		// strips (C written row-block by row-block) if all of B stays in L2.
+		tileMajor := GemmTileMajor || (numKBlocks == 1 && kc*N*4 <= 1<<20)
+		if tileMajor && pb.numStrips > 1 {
+			// Each A tile (in L1) against all the strips of B (streamed from L2).
+			for t := range numTiles {
+				i := t * gemmMR
+				rows := min(gemmMR, numRows-i)
+				tA := func(_ int, peek bool) gemmTile { return tileA(t, peek) }
+				for s := range pb.numStrips {
+					j0 := s * gemmNR
+					gemmTilesStrip(tA, 1, rows, pb.strip(p, s), unsafe.Add(c, ((r0+i)*ldc+j0)*4), ldc, min(gemmNR, N-j0), kc, accumulate)
+				}
+			}
+			continue
+		}
+		for s := range pb.numStrips {
+			j0 := s * gemmNR
+			gemmTilesStrip(tileA, numTiles, numRows, pb.strip(p, s), unsafe.Add(c, (r0*ldc+j0)*4), ldc, min(gemmNR, N-j0), kc, accumulate)
+		}
+	}
+	runtime.KeepAlive(pb)
+	runtime.KeepAlive(aTiles)
+}
+
+// gemmTile is a tile of A for the micro-kernel: at ptr with strides (rs, cs) in bytes, or in
+// numSegs segments of segLen k-steps at segs[0:numSegs] (same strides).
+type gemmTile struct {
+	ptr             unsafe.Pointer
+	rs, cs          uintptr
+	segs            *[gemmMaxSegs]uintptr
+	numSegs, segLen int
+
+	// regular: the following tiles (while full) are at ptr + i*tileStride, with the same strides
+	// (for segments: runTiles tiles at segs[s] + i*tileStride).
+	regular    bool
+	tileStride uintptr
+	runTiles   int
+}
+
+const gemmMaxSegs = 32
+
+// gemmTileFn returns tile t of A. With peek (for a prefetch) it may return a nil address instead of
+// preparing the tile.
+type gemmTileFn func(t int, peek bool) gemmTile
+
+// kernel runs the micro-kernel on the tile.
+func (tl gemmTile) kernel(b, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, pf unsafe.Pointer) {
+	if tl.segs != nil {
+		avx512GemmKernel6x64Segs(unsafe.Pointer(&tl.segs[0]), tl.numSegs, tl.segLen, tl.rs, tl.cs, b, c, ldc, accumulate, 1, 0)
+		return
+	}
+	avx512GemmKernel6x64(tl.ptr, tl.rs, tl.cs, b, c, ldc, kc, accumulate, pf)
+}
+
+// gemmTilesStrip computes C[0:numRows, 0:nr] (+)= A·Bstrip for the tiles of A given by tileA.
+func gemmTilesStrip(tileA gemmTileFn, numTiles, numRows int,
+	bStrip, c unsafe.Pointer, ldc, nr, kc int, accumulate bool) {
+	var cEdge [gemmMR * gemmNR]float32
+	ldcBytes := uintptr(ldc * 4)
+	for t := 0; t < numTiles; t++ {
+		i := t * gemmMR
+		mr := min(gemmMR, numRows-i)
+		cTile := unsafe.Add(c, i*ldc*4)
+		tile := tileA(t, false)
+		if tile.regular && nr == gemmNR {
+			if tile.segs != nil {
+				// A run of tiles of a virtual patch matrix in one call.
+				n := min(tile.runTiles, numRows/gemmMR-t)
+				if n > 0 {
+					avx512GemmKernel6x64Segs(unsafe.Pointer(&tile.segs[0]), tile.numSegs, tile.segLen, tile.rs, tile.cs, bStrip, cTile,
+						ldcBytes, accumulate, n, tile.tileStride)
+					t += n - 1
+					continue
+				}
+			} else if n := numRows/gemmMR - t; n > 0 {
+				// All the remaining full tiles in one call.
+				avx512GemmKernel6x64Multi(tile.ptr, tile.rs, tile.cs, bStrip, cTile, ldcBytes, kc, accumulate, n, tile.tileStride)
+				t += n - 1
+				continue
+			}
+		}
+		if mr == gemmMR && nr == gemmNR {
+			pf := tile.ptr
+			if t+2 < numTiles {
+				if next := tileA(t+1, true); next.ptr != nil {
+					pf = next.ptr
+				}
+			}
+			tile.kernel(bStrip, cTile, ldcBytes, kc, accumulate, pf)
+			continue
+		}
+		// Edge tile: partial rows and/or columns, through cEdge.
+		tile.kernel(bStrip, unsafe.Pointer(&cEdge[0]), gemmNR*4, kc, false, tile.ptr)
+		for ii := range mr {
+			row := unsafe.Slice((*float32)(unsafe.Add(cTile, ii*ldc*4)), nr)
+			src := cEdge[ii*gemmNR : ii*gemmNR+nr]
+			if accumulate {
+				for j, v := range src {
+					row[j] += v
+				}
+			} else {
+				copy(row, src)
+			}
+		}
+	}
+}
+
+// gemmPackATiles packs A[r0:r0+numRows, k0:k0+kc] into dst as tiles [numTiles][kc][gemmMR]
+// (rows past numRows are zero): the micro-kernel reads tile t at dst[t*kc*gemmMR:] with strides
+// (4, 4*gemmMR) bytes.
+func gemmPackATiles(a gemmMatrix, r0, numRows, k0, kc int, dst []float32) {
+	numTiles := (numRows + gemmMR - 1) / gemmMR
+	dst = dst[:numTiles*kc*gemmMR]
+	fullTiles := numRows / gemmMR
+	if a.v != nil && a.vt {
+		gemmPackATilesVT(a.v, r0, numRows, k0, kc, dst)
+		return
+	}
+	if a.colMajor() {
+		// The rows of a tile are contiguous for each k (within a tap of a virtual Vᵀ).
+		for k := range kc {
+			var src []float32
+			if a.v == nil {
+				src = unsafe.Slice((*float32)(a.at(r0, k0+k)), numRows)
+			}
+			for t := range fullTiles {
+				d := dst[t*kc*gemmMR+k*gemmMR : t*kc*gemmMR+k*gemmMR+gemmMR]
+				var s []float32
+				if src != nil {
+					s = src[t*gemmMR : t*gemmMR+gemmMR]
+				} else if i := r0 + t*gemmMR; a.colRun(i, k0+k) >= gemmMR {
+					s = unsafe.Slice((*float32)(a.at(i, k0+k)), gemmMR)
+				} else {
+					for r := range gemmMR {
+						d[r] = *(*float32)(a.at(i+r, k0+k))
+					}
+					continue
+				}
+				d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+			}
+			if fullTiles < numTiles {
+				t := fullTiles
+				d := dst[t*kc*gemmMR+k*gemmMR : t*kc*gemmMR+k*gemmMR+gemmMR]
+				for r := range gemmMR {
+					if i := t*gemmMR + r; i < numRows {
+						d[r] = *(*float32)(a.at(r0+i, k0+k))
+					} else {
+						d[r] = 0
+					}
+				}
+			}
+		}
+		return
+	}
+	for t := range numTiles {
+		tile := dst[t*kc*gemmMR : (t+1)*kc*gemmMR]
+		for r := range gemmMR {
+			i := t*gemmMR + r
+			if i >= numRows {
+				for k := range kc {
+					tile[k*gemmMR+r] = 0
+				}
+				continue
+			}
+			if a.rowMajor() {
+				for k := 0; k < kc; {
+					run := min(a.rowRun(r0+i, k0+k), kc-k)
+					for kk, v := range unsafe.Slice((*float32)(a.at(r0+i, k0+k)), run) {
+						tile[(k+kk)*gemmMR+r] = v
+					}
+					k += run
+				}
+				continue
+			}
+			for k := range kc {
+				tile[k*gemmMR+r] = *(*float32)(a.at(r0+i, k0+k))
+			}
+		}
+	}
+}
+
+// gemmPackATilesVT is gemmPackATiles for A = Vᵀ (A[i, k] = V[k, i]): for each k, the row k of V
+// holds the column k of A, contiguous within each tap.
+func gemmPackATilesVT(v *gemmVirtual, r0, numRows, k0, kc int, dst []float32) {
+	numTiles := (numRows + gemmMR - 1) / gemmMR
+	// Offset (in the row of V) of each tile, or -1 if it crosses a tap (or the end).
+	offs := make([]int, numTiles)
+	for t := range offs {
+		i := r0 + t*gemmMR
+		if t*gemmMR+gemmMR <= numRows && i%v.c+gemmMR <= v.c {
+			offs[t] = v.colOff(i)
+		} else {
+			offs[t] = -1
+		}
+	}
+	src := unsafe.Slice((*float32)(v.src), v.n*v.h*v.w*v.c)
+	it := v.rows(k0)
+	for k := range kc {
+		base := it.base
+		for t, off := range offs {
+			d := dst[t*kc*gemmMR+k*gemmMR : t*kc*gemmMR+k*gemmMR+gemmMR]
+			if off >= 0 {
+				s := src[base+off : base+off+gemmMR]
+				d[0], d[1], d[2], d[3], d[4], d[5] = s[0], s[1], s[2], s[3], s[4], s[5]
+				continue
+			}
+			for r := range gemmMR {
+				if i := t*gemmMR + r; i < numRows {
+					d[r] = src[base+v.colOff(r0+i)]
+				} else {
+					d[r] = 0
+				}
+			}
+		}
+		it.next()
+	}
+}
+
+// GemmSplitKMinK is the smallest contracting size for which a GEMM with a small output
+// (at most GemmSplitKMaxOutput elements) splits the contracting axis across workers.
+var (
+	GemmSplitKMinK      = 1024
+	GemmSplitKMaxOutput = 1 << 20
+	GemmKcSplitK        = 128
+)
+
+func gemmUseSplitK(M, N, K int) bool {
+	return K >= GemmSplitKMinK && M*N <= GemmSplitKMaxOutput && K > max(M, N)
+}
+
+// gemmSplitK computes C = A·B when K is large and C small (e.g. the weight gradient of a
+// convolution): K is cut in segments computed in parallel into partial sums (segment 0 into C),
+// added to C in segment order (deterministic for a given number of workers). Each segment packs,
+// per k-block, all of B into strips and all of A into tiles (both read sequentially).
+func gemmSplitK(backend *gobackend.Backend, workers int, a, b gemmMatrix, c unsafe.Pointer, ldc int, M, N, K int) {
+	kc := GemmKcSplitK
+	numKBlocks := (K + kc - 1) / kc
+	numSegments := max(1, min(numKBlocks, 2*workers))
+	numTiles := (M + gemmMR - 1) / gemmMR
+	numStrips := (N + gemmNR - 1) / gemmNR
+	partials := make([][]float32, numSegments) // partials[0] is nil: segment 0 writes to C.
+	for s := 1; s < numSegments; s++ {
+		partials[s] = gemmScratch(M * N)
+		defer gemmRelease(partials[s])
+	}
+	runParallel(backend, workers, numSegments, func(seg int) {
+		kb0, kb1 := seg*numKBlocks/numSegments, (seg+1)*numKBlocks/numSegments
+		cSeg, ldcSeg := c, ldc
+		if seg > 0 {
+			cSeg, ldcSeg = unsafe.Pointer(&partials[seg][0]), N
+		}
+		aTiles := gemmScratch(numTiles * kc * gemmMR)
+		defer gemmRelease(aTiles)
+		bStrips := gemmScratch(numStrips * kc * gemmNR)
+		defer gemmRelease(bStrips)
+		for kb := kb0; kb < kb1; kb++ {
+			k0 := kb * kc
+			kcb := min(kc, K-k0)
+			for s := range numStrips {
+				gemmPackBStrip(b, k0, kcb, s*gemmNR, min(gemmNR, N-s*gemmNR), unsafe.Pointer(&bStrips[s*kcb*gemmNR]))
+			}
+			gemmPackATiles(a, 0, M, k0, kcb, aTiles)
+			tileA := func(t int, _ bool) gemmTile {
+				return gemmTile{ptr: unsafe.Pointer(&aTiles[t*kcb*gemmMR]), rs: 4, cs: gemmMR * 4,
+					regular: true, tileStride: uintptr(gemmMR * kcb * 4)}
+			}
+			for s := range numStrips {
+				j0 := s * gemmNR
+				gemmTilesStrip(tileA, numTiles, M, unsafe.Pointer(&bStrips[s*kcb*gemmNR]), unsafe.Add(cSeg, j0*4), ldcSeg,
+					min(gemmNR, N-j0), kcb, kb > kb0)
+			}
+		}
+		runtime.KeepAlive(aTiles)
+		runtime.KeepAlive(bStrips)
+	})
+	if numSegments == 1 {
+		return
+	}
+	// C += partials, in segment order, in parallel over rows.
+	runParallel(backend, workers, min(M, 4*workers), func(task int) {
+		numTasks := min(M, 4*workers)
+		i0, i1 := task*M/numTasks, (task+1)*M/numTasks
+		for i := i0; i < i1; i++ {
+			row := unsafe.Slice((*float32)(unsafe.Add(c, i*ldc*4)), N)
+			for seg := 1; seg < numSegments; seg++ {
+				p := partials[seg][i*N : (i+1)*N]
+				for j, v := range p {
+					row[j] += v
+				}
+			}
+		}
+	})
+}
+
+// gemmCopyEdgeRows copies A[i0:i0+mr, k0:k0+kc] into dst as a row-major [gemmMR, kc] matrix,
+// with the rows after mr set to zero.
+func gemmCopyEdgeRows(a gemmMatrix, i0, mr, k0, kc int, dst []float32) {
+	for i := range gemmMR {
+		row := dst[i*kc : (i+1)*kc]
+		if i >= mr {
+			clear(row)
+			continue
+		}
+		if a.rowMajor() {
+			for k := 0; k < kc; {
+				run := min(a.rowRun(i0+i, k0+k), kc-k)
+				copy(row[k:k+run], unsafe.Slice((*float32)(a.at(i0+i, k0+k)), run))
+				k += run
+			}
+			continue
+		}
+		for k := range kc {
+			row[k] = *(*float32)(a.at(i0+i, k0+k))
+		}
+	}
+}
+
+// gemmPackBStrip packs B[k0:k0+kc, j0:j0+nr] into dst as [kc][64], zero-padding columns nr..63.
+func gemmPackBStrip(b gemmMatrix, k0, kc, j0, nr int, dst unsafe.Pointer) {
+	out := unsafe.Slice((*float32)(dst), kc*gemmNR)
+	switch {
+	case b.v != nil && !b.vt && b.rowRun(k0, j0) >= nr:
+		// Rows of a virtual patch matrix: one contiguous run per row (within one tap).
+		v := b.v
+		off := v.colOff(j0)
+		src := unsafe.Slice((*float32)(v.src), v.n*v.h*v.w*v.c)
+		it := v.rows(k0)
+		for k := range kc {
+			row := out[k*gemmNR : (k+1)*gemmNR]
+			copy(row, src[it.base+off:it.base+off+nr])
+			if nr < gemmNR {
+				clear(row[nr:])
+			}
+			it.next()
+		}
+	case b.rowMajor() && b.rowRun(k0, j0) >= nr:
+		for k := range kc {
+			row := out[k*gemmNR : (k+1)*gemmNR]
+			copy(row, unsafe.Slice((*float32)(b.at(k0+k, j0)), nr))
+			if nr < gemmNR {
+				clear(row[nr:])
+			}
+		}
+	case b.v == nil && b.rs == 1:
+		// Column j of B is contiguous along k: transpose 16x16 blocks.
+		srcStride := uintptr(b.cs * 4)
+		jFull := nr / 16 * 16
+		kFull := kc / 16 * 16
+		for jj := 0; jj < jFull; jj += 16 {
+			for kk := 0; kk < kFull; kk += 16 {
+				avx512Transpose16x16(b.at(k0+kk, j0+jj), srcStride, unsafe.Pointer(&out[kk*gemmNR+jj]), gemmNR*4)
+			}
+			for k := kFull; k < kc; k++ {
+				for j := jj; j < jj+16; j++ {
+					out[k*gemmNR+j] = *(*float32)(b.at(k0+k, j0+j))
+				}
+			}
+		}
+		for j := jFull; j < gemmNR; j++ {
+			if j >= nr {
+				for k := range kc {
+					out[k*gemmNR+j] = 0
+				}
+				continue
+			}
+			col := unsafe.Slice((*float32)(b.at(k0, j0+j)), (kc-1)*b.rs+1)
+			for k := range kc {
+				out[k*gemmNR+j] = col[k]
+			}
+		}
+	default:
+		for k := range kc {
+			for j := range gemmNR {
+				if j < nr {
+					out[k*gemmNR+j] = *(*float32)(b.at(k0+k, j0+j))
+				} else {
+					out[k*gemmNR+j] = 0
+				}
+			}
+		}
+	}
+}
+
+// transposeFloat32 writes dst[j*rows+i] = src[i*cols+j] for src [rows, cols].
+func transposeFloat32(src, dst []float32, rows, cols int) {
+	_ = src[rows*cols-1]
+	_ = dst[rows*cols-1]
+	i := 0
+	for ; i+16 <= rows; i += 16 {
+		j := 0
+		for ; j+16 <= cols; j += 16 {
+			avx512Transpose16x16(unsafe.Pointer(&src[i*cols+j]), uintptr(cols*4), unsafe.Pointer(&dst[j*rows+i]), uintptr(rows*4))
+		}
+		for ; j < cols; j++ {
+			for ii := i; ii < i+16; ii++ {
+				dst[j*rows+ii] = src[ii*cols+j]
+			}
+		}
+	}
+	for ; i < rows; i++ {
+		for j := range cols {
+			dst[j*rows+i] = src[i*cols+j]
+		}
+	}
+}
+
+// gemmAlignedKc is the largest divisor of align not above kcMax (at least 1).
+func gemmAlignedKc(align, kcMax int) int {
+	for kc := min(align, kcMax); kc > 1; kc-- {
+		if align%kc == 0 {
+			return kc
+		}
+	}
+	return 1
+}
+
+// gemmScratchPools hold scratch float32 slices by size class (powers of 2), reused across calls.
+var gemmScratchPools [48]sync.Pool
+
+func gemmSizeClass(n int) int {
+	c := 0
+	for (1 << c) < n {
+		c++
+	}
+	return c
+}
+
+// gemmScratch returns a float32 slice of length n (not zeroed).
+func gemmScratch(n int) []float32 {
+	c := gemmSizeClass(max(n, 1))
+	if v := gemmScratchPools[c].Get(); v != nil {
+		return (*v.(*[]float32))[:n]
+	}
+	return make([]float32, n, 1<<c)
+}
+
+// gemmRelease returns a slice obtained from gemmScratch.
+func gemmRelease(s []float32) {
+	c := gemmSizeClass(max(cap(s), 1))
+	if 1<<c != cap(s) {
+		return
+	}
+	s = s[:cap(s)]
+	gemmScratchPools[c].Put(&s)
+}
+
+// avx512GemmCol2Im computes dP = lhs·rhs (lhs row-major [M, K]) and accumulates it into the
+// gradient of a convolution's input (dot.Col2ImSpec) without materializing dP: in parallel over
+// the images, each image's (padded) gradient is a scratch slab (in L2) that the micro-kernel
+// accumulates into directly (the C tile of 6 consecutive output pixels and 64 channels of one tap
+// is a strided block of the slab), then the window is copied to the output.
+func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rhsTransposed bool, M, N, K int, spec *dot.Col2ImSpec) {
+	workers := 1
+	if backend != nil {
+		workers = backend.Workers.AdjustedMaxParallelism()
+	}
+	c := spec.C
+	if c%gemmNR != 0 || N != len(spec.Taps)*c || M != spec.N*spec.Ho*spec.Wo {
+		panic("gemm col2im: inconsistent shapes")
+	}
+	a := gemmMatrix{ptr: unsafe.Pointer(&lhs[0]), rs: K, cs: 1}
+	b := gemmMatrix{ptr: unsafe.Pointer(&rhs[0]), rs: N, cs: 1}
+	if rhsTransposed {
+		b = gemmMatrix{ptr: unsafe.Pointer(&rhs[0]), rs: 1, cs: K}
+	}
+	// Pack all of B (shared by the images).
+	kStarts := gemmKBlocks(K, 1)
+	numKBlocks := len(kStarts) - 1
+	numStrips := N / gemmNR
+	pb := &gemmPackedB{kStarts: kStarts, numStrips: numStrips}
+	pb.data = gemmScratch(K * numStrips * gemmNR)
+	defer gemmRelease(pb.data)
+	runParallel(backend, workers, numKBlocks*numStrips, func(task int) {
+		p, s := task/numStrips, task%numStrips
+		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*gemmNR, gemmNR, pb.strip(p, s))
+	})
+
+	fullH, fullW := spec.FullH, spec.FullW
+	slabLen := fullH * fullW * c
+	rsBytes := uintptr(K * 4)
+	ldc := uintptr(spec.SX * c * 4) // Between the pixels of a tile (consecutive x).
+	fullTiles, rem := spec.Wo/gemmMR, spec.Wo%gemmMR
+	runParallel(backend, workers, spec.N, func(img int) {
+		slab := gemmScratch(slabLen)
+		defer gemmRelease(slab)
+		clear(slab)
+		var cEdge [gemmMR * gemmNR]float32
+		aEdge := gemmScratch(gemmMR * GemmKcMax)
+		defer gemmRelease(aEdge)
+		for p := range numKBlocks {
+			k0 := kStarts[p]
+			kc := kStarts[p+1] - k0
+			for s := range numStrips {
+				j0 := s * gemmNR
+				tap := spec.Taps[j0/c]
+				c0 := j0 % c
+				bStrip := pb.strip(p, s)
+				for y := range spec.Ho {
+					m0 := (img*spec.Ho + y) * spec.Wo
+					slabRow := (y*spec.SY + tap[0]) * fullW
+					// C element (x, ch) of this row and strip is at slab[(slabRow + x*SX + tap[1])*c + c0 + ch].
+					if fullTiles > 0 {
+						cPtr := unsafe.Pointer(&slab[(slabRow+tap[1])*c+c0])
+						avx512GemmKernel6x64Multi(a.at(m0, k0), rsBytes, 4, bStrip, cPtr, ldc, kc, true, fullTiles, gemmMR*rsBytes)
+					}
+					if rem > 0 {
+						x0 := fullTiles * gemmMR
+						gemmCopyEdgeRows(a, m0+x0, rem, k0, kc, aEdge)
+						avx512GemmKernel6x64(unsafe.Pointer(&aEdge[0]), uintptr(kc*4), 4, bStrip, unsafe.Pointer(&cEdge[0]), gemmNR*4, kc, false,
+							unsafe.Pointer(&aEdge[0]))
+						for r := range rem {
+							off := (slabRow+(x0+r)*spec.SX+tap[1])*c + c0
+							dst := slab[off : off+gemmNR]
+							for j, v := range cEdge[r*gemmNR : (r+1)*gemmNR] {
+								dst[j] += v
+							}
+						}
+					}
+				}
+			}
+		}
+		// The window of the slab into the output.
+		rowLen := spec.OutW * c
+		for y := range spec.OutH {
+			src := slab[((spec.WinY+y)*fullW+spec.WinX)*c:]
+			dst := output[((img*spec.OutH)+y)*rowLen:]
+			copy(dst[:rowLen], src[:rowLen])
+		}
+	})
+	runtime.KeepAlive(lhs)
+	runtime.KeepAlive(rhs)
+}
