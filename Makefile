@@ -38,7 +38,7 @@ bench: build
 	./$(BIN) bench
 
 lint:
-	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files "*.go" | grep -v "^third_party/")); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 # The paper's ImageNet-1k pre-training of ResNet-50 (configs/imagenet_resnet50.conf): the official

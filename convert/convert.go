@@ -297,7 +297,6 @@ func (w *Weights) WriteFile(path string, settings map[string]any, meta map[strin
 	return train.WriteCheckpoint(path, w.Tensors, w.Frozen, settings, 0, meta)
 }
 
-
 func float32Bytes(v []float32) []byte {
 	b := make([]byte, 4*len(v))
 	for i, x := range v {
