@@ -38,8 +38,8 @@ func runSample(args []string) error {
 	ckpt := fs.String("checkpoint", "", "a pretrain-diffusion or pretrain-gan checkpoint (file, or its output folder)")
 	out := fs.String("out", "samples.png", "PNG to write")
 	n := fs.Int("n", 16, "number of images")
-	steps := fs.Int("steps", 50, "sampling steps (ADM; respaced)")
-	sampler := fs.String("sampler", "ddim", "ADM sampler: ddim or ddpm")
+	steps := fs.Int("steps", 100, "sampling steps (ADM; respaced)")
+	sampler := fs.String("sampler", "ddpm", "ADM sampler: ddpm (ancestral) or ddim")
 	ema := fs.Bool("ema", true, "sample with the EMA weights")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -92,15 +92,10 @@ func runSample(args []string) error {
 		scope = "ema/unet"
 	}
 	m := pretrain.ScopedUNet(cfg, scope)
-	switch *sampler {
-	case "ddim":
-		err = pretrain.SampleGrid(b, store, proc, cfg, m, *n, size[0], size[1], *steps, *out)
-	case "ddpm":
-		err = pretrain.SampleGridDDPM(b, store, proc, cfg, m, *n, size[0], size[1], *steps, *out)
-	default:
-		return usagef("--sampler: unknown %q (known: ddim, ddpm)", *sampler)
+	if *sampler != "ddpm" && *sampler != "ddim" {
+		return usagef("--sampler: unknown %q (known: ddpm, ddim)", *sampler)
 	}
-	if err != nil {
+	if err := pretrain.SampleGrid(b, store, proc, cfg, m, *sampler, *n, size[0], size[1], *steps, *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d samples of %s (%s, %d steps) -> %s\n", *n, name, *sampler, *steps, *out)

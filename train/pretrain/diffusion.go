@@ -50,9 +50,10 @@ func DiffusionDefaults() map[string]any {
 		"weight_decay":     0.0,
 		"warmup":           0,
 		"ema":              0.999,
-		"clip":             1.0, // gradient norm clipping (0: none)
-		"samples":          16,  // images drawn at the end (DDIM, EMA weights) into samples.png
-		"sample_steps":     50,
+		"clip":             1.0,    // gradient norm clipping (0: none)
+		"samples":          16,     // images drawn at the end (EMA weights) into samples.png
+		"sampler":          "ddpm", // "ddpm" (ancestral, guided-diffusion's default) or "ddim"
+		"sample_steps":     100,    // respaced sampling steps
 		"seed":             0,
 		"workers":          2,
 		"checkpoint_every": 0,
@@ -113,6 +114,9 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	if err := cfg.CheckInputSize(size[0], size[1]); err != nil {
 		return DiffusionResult{}, fmt.Errorf("size %v: %w", size, err)
 	}
+	if s := str("sampler"); s != "ddpm" && s != "ddim" {
+		return DiffusionResult{}, fmt.Errorf("sampler: unknown %q (known: ddpm, ddim)", s)
+	}
 	if cfg.NumClasses > 0 {
 		return DiffusionResult{}, fmt.Errorf("adm %s is class-conditional: pre-training on unlabeled images needs an unconditional configuration", str("adm"))
 	}
@@ -167,7 +171,7 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	res := DiffusionResult{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0)}
 	if n := num("samples"); n > 0 {
 		res.Samples = filepath.Join(outDir, "samples.png")
-		if err := SampleGrid(b, store, proc, cfg, ScopedUNet(cfg, "ema/unet"), n, size[0], size[1], num("sample_steps"), res.Samples); err != nil {
+		if err := SampleGrid(b, store, proc, cfg, ScopedUNet(cfg, "ema/unet"), str("sampler"), n, size[0], size[1], num("sample_steps"), res.Samples); err != nil {
 			return res, err
 		}
 	}
@@ -186,21 +190,23 @@ func ScopedUNet(cfg adm.Config, prefix string) diffusion.Model {
 	}
 }
 
-// SampleGrid draws n images with DDIM (steps steps) from the model m whose variables are in
-// store, and writes them as a PNG grid.
+// SampleGrid draws n images from the model m whose variables are in store, with sampler
+// "ddpm" (ancestral) or "ddim" (deterministic) over steps respaced timesteps, and writes them as
+// a PNG grid. An ancestral sampler is much more forgiving of a briefly trained teacher: DDIM's
+// deterministic steps keep the small errors of its noise estimates as visible grain.
 func SampleGrid(b compute.Backend, store *model.Store, proc *diffusion.Diffusion, cfg adm.Config, m diffusion.Model,
-	n, h, w, steps int, path string) error {
-	x, err := proc.SampleDDIM(b, store, m, diffusion.SampleOptions{N: n, Height: h, Width: w, Channels: cfg.InChannels, Steps: steps})
-	if err != nil {
-		return err
+	sampler string, n, h, w, steps int, path string) error {
+	opts := diffusion.SampleOptions{N: n, Height: h, Width: w, Channels: cfg.InChannels, Steps: steps}
+	var x *tensors.Tensor
+	var err error
+	switch sampler {
+	case "ddpm":
+		x, err = proc.SampleDDPM(b, store, m, opts)
+	case "ddim":
+		x, err = proc.SampleDDIM(b, store, m, opts)
+	default:
+		return fmt.Errorf("sampler: unknown %q (known: ddpm, ddim)", sampler)
 	}
-	return saveGrid(x, n, h, w, cfg.InChannels, path)
-}
-
-// SampleGridDDPM is SampleGrid with ancestral (DDPM) sampling over steps respaced timesteps.
-func SampleGridDDPM(b compute.Backend, store *model.Store, proc *diffusion.Diffusion, cfg adm.Config, m diffusion.Model,
-	n, h, w, steps int, path string) error {
-	x, err := proc.SampleDDPM(b, store, m, diffusion.SampleOptions{N: n, Height: h, Width: w, Channels: cfg.InChannels, Steps: steps})
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,11 @@ func TestDiffusionPretrainResumeAndSample(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "30") {
 		t.Errorf("bad size error: %v", err)
 	}
+	// So is an unknown sampler, before any training.
+	_, err = Diffusion(backend.Go(), diffusionStore(t, append(set, "sampler=euler")...), t.TempDir(), io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `"euler"`) {
+		t.Errorf("bad sampler error: %v", err)
+	}
 }
 
 func TestGANPretrain(t *testing.T) {
