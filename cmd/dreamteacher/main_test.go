@@ -108,3 +108,37 @@ func TestEveryConfigApplies(t *testing.T) {
 		}
 	}
 }
+
+func TestEvalResultsTable(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(p, "result.json"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("random-0.1", `{"task": "semseg", "mIoU": 40, "labeled_images": 37, "train_seconds": 61,
+		"classes": ["Sky", "Road"], "per_class_iou": {"Sky": 50, "Road": 30},
+		"settings": {"backbone": "resnet18", "init": "random", "seed": 3}}`)
+	b := write("dt-0.1", `{"task": "semseg", "mIoU": 45, "labeled_images": 37, "train_seconds": 62,
+		"per_class_iou": {"Sky": 55, "Road": null},
+		"settings": {"backbone": "resnet18", "init": "out/distill/ckpt-00000600.safetensors", "seed": 3}}`)
+	code, stdout, stderr := runCLI("eval", "--results", a+","+b)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"| random-0.1 | semseg | resnet18 | random | 3 | 37 | 40.0 | - | - | 1m1s |",
+		"| dt-0.1 | semseg | resnet18 | distilled (distill) | 3 | 37 | 45.0 | - | - | 1m2s |",
+		"| run | Sky | Road |", // the dataset's class order, from the first result that has it
+		"| dt-0.1 | 55.0 | - |",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("eval --results lacks %q:\n%s", want, stdout)
+		}
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -413,10 +415,15 @@ func resultValue(path, key, column string) (float64, error) {
 	return v, nil
 }
 
-// resultsTable prints the result.json of fine-tuning runs side by side.
+// resultsTable prints the result.json of fine-tuning runs side by side, then the per-class IoU
+// of the semantic segmentation runs among them.
 func resultsTable(paths []string) error {
-	fmt.Fprintln(stdout, "| run | task | backbone | init | labelled images | mIoU | APbb | APmk | train time |")
-	fmt.Fprintln(stdout, "|---|---|---|---|---:|---:|---:|---:|---:|")
+	type run struct {
+		name     string
+		r        map[string]any
+		settings map[string]any
+	}
+	var runs []run
 	for _, p := range paths {
 		if st, err := os.Stat(p); err == nil && st.IsDir() {
 			p = filepath.Join(p, "result.json")
@@ -430,19 +437,56 @@ func resultsTable(paths []string) error {
 			return fmt.Errorf("%s: %v", p, err)
 		}
 		settings, _ := r["settings"].(map[string]any)
-		cell := func(v any) string {
-			if f, ok := v.(float64); ok {
-				return fmt.Sprintf("%.1f", f)
-			}
-			return "-"
+		runs = append(runs, run{filepath.Base(filepath.Dir(p)), r, settings})
+	}
+	cell := func(v any) string {
+		if f, ok := v.(float64); ok {
+			return fmt.Sprintf("%.1f", f)
 		}
-		init := fmt.Sprint(settings["init"])
+		return "-"
+	}
+	fmt.Fprintln(stdout, "| run | task | backbone | init | seed | labelled images | mIoU | APbb | APmk | train time |")
+	fmt.Fprintln(stdout, "|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+	for _, x := range runs {
+		init := fmt.Sprint(x.settings["init"])
 		if init != "random" {
 			init = "distilled (" + filepath.Base(filepath.Dir(init)) + ")"
 		}
-		secs, _ := r["train_seconds"].(float64)
-		fmt.Fprintf(stdout, "| %s | %v | %v | %s | %v | %s | %s | %s | %s |\n", filepath.Base(filepath.Dir(p)), r["task"], settings["backbone"],
-			init, r["labeled_images"], cell(r["mIoU"]), cell(r["APbb"]), cell(r["APmk"]), time.Duration(secs*float64(time.Second)).Round(time.Second))
+		secs, _ := x.r["train_seconds"].(float64)
+		fmt.Fprintf(stdout, "| %s | %v | %v | %s | %v | %v | %s | %s | %s | %s |\n", x.name, x.r["task"], x.settings["backbone"],
+			init, x.settings["seed"], x.r["labeled_images"], cell(x.r["mIoU"]), cell(x.r["APbb"]), cell(x.r["APmk"]),
+			time.Duration(secs*float64(time.Second)).Round(time.Second))
+	}
+
+	// Per-class IoU, in the dataset's class order (sorted names for results that lack it).
+	var classes []string
+	var semseg []run
+	for _, x := range runs {
+		perClass, ok := x.r["per_class_iou"].(map[string]any)
+		if !ok {
+			continue
+		}
+		semseg = append(semseg, x)
+		if names, ok := x.r["classes"].([]any); ok && classes == nil {
+			for _, n := range names {
+				classes = append(classes, fmt.Sprint(n))
+			}
+		}
+		if classes == nil {
+			classes = slices.Sorted(maps.Keys(perClass))
+		}
+	}
+	if len(semseg) == 0 {
+		return nil
+	}
+	fmt.Fprintf(stdout, "\n| run | %s |\n|---|%s\n", strings.Join(classes, " | "), strings.Repeat("---:|", len(classes)))
+	for _, x := range semseg {
+		perClass := x.r["per_class_iou"].(map[string]any)
+		cells := make([]string, len(classes))
+		for i, c := range classes {
+			cells[i] = cell(perClass[c])
+		}
+		fmt.Fprintf(stdout, "| %s | %s |\n", x.name, strings.Join(cells, " | "))
 	}
 	return nil
 }

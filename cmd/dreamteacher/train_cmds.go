@@ -129,7 +129,7 @@ func runFinetune(args []string) error {
 // semsegResult is the result.json of a semantic segmentation run.
 func semsegResult(res finetune.SemsegResult, settings map[string]any) map[string]any {
 	return map[string]any{"task": "semseg", "mIoU": 100 * res.Metrics.MIoU, "mAcc": 100 * res.Metrics.MAcc,
-		"aAcc": 100 * res.Metrics.AAcc, "per_class_iou": perClass(res.Classes, res.Metrics.IoU), "labeled_images": res.LabeledImages,
+		"aAcc": 100 * res.Metrics.AAcc, "per_class_iou": perClass(res.Classes, res.Metrics.IoU), "classes": res.Classes, "labeled_images": res.LabeledImages,
 		"train_seconds": res.TrainTime.Seconds(), "eval_seconds": res.EvalTime.Seconds(), "checkpoint": res.Checkpoint,
 		"predictions": res.Overlays, "settings": settings}
 }
