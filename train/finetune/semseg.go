@@ -44,8 +44,11 @@ func SemsegDefaults() map[string]any {
 		"small_stem":      false,
 		// init is "random" or a checkpoint whose init_scope holds the backbone (a distilled
 		// student: /student/backbone; a converted supervised model: /model/backbone).
-		"init":             "random",
-		"init_scope":       "/student/backbone",
+		"init":       "random",
+		"init_scope": "/student/backbone",
+		// freeze_backbone trains the head only, on the backbone's features as they are (BatchNorm
+		// with its running statistics): a probe of what pre-training put into the features.
+		"freeze_backbone":  false,
 		"crop":             []int{128, 128},   // training crop (height, width)
 		"scale":            []int{512, 128},   // rescale base (long, short edge), scaled by ratio
 		"ratio":            []float64{0.5, 2}, // random rescale range
@@ -88,11 +91,16 @@ type semsegSetup struct {
 	numClasses int
 	headCfg    upernet.Config
 	smallStem  bool
+	frozen     bool // the backbone is frozen (freeze_backbone)
 }
 
 // forward builds the model on images in [0, 1] and returns UperNet's output.
 func (s *semsegSetup) forward(scope *model.Scope, images *Node) upernet.Output {
-	feats := s.backbone.Build(scope.In("backbone"), backbones.Normalize(images), backbones.Options{SmallInputStem: s.smallStem}).Features
+	bscope := scope.In("backbone")
+	if s.frozen {
+		nn.Freeze(bscope)
+	}
+	feats := s.backbone.Build(bscope, backbones.Normalize(images), backbones.Options{SmallInputStem: s.smallStem}).Features
 	return upernet.Build(scope.In("head"), feats, s.numClasses, s.headCfg)
 }
 
@@ -150,6 +158,7 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 		return SemsegResult{}, err
 	}
 	setup := &semsegSetup{store: store, backbone: entry, numClasses: len(classes), smallStem: configs.Get[bool](store, "small_stem"),
+		frozen:  configs.Get[bool](store, "freeze_backbone"),
 		headCfg: upernet.Config{Channels: num("head_channels"), AuxChannels: num("head_channels") / 2}}
 
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
@@ -185,10 +194,14 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	}
 
 	steps := int64(num("steps"))
+	trained := []string{"/model"}
+	if setup.frozen {
+		trained = []string{"/model/head"}
+	}
 	tr, err := train.NewTrainer(b, store, train.Config{
 		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay")},
 		Schedule:  train.Schedule{Kind: str("schedule"), BaseLR: flt("lr"), MinLR: flt("min_lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
-		Train:     []string{"/model"},
+		Train:     trained,
 	}, lossFn)
 	if err != nil {
 		return SemsegResult{}, err

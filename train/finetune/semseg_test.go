@@ -5,6 +5,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
@@ -13,6 +15,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
 	_ "github.com/dreamteacher-go/dreamteacher/models/backbones/all"
 	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 )
 
@@ -64,5 +67,49 @@ func TestSemsegFineTuneStepAndEval(t *testing.T) {
 	}
 	if train.CurrentStep(store) != 0 {
 		t.Error("a failed init must not train")
+	}
+}
+
+// With freeze_backbone only the head trains: every backbone variable, BatchNorm's running
+// statistics included, keeps the value it was initialised with.
+func TestSemsegFrozenBackbone(t *testing.T) {
+	data := tinyScenes(t)
+	first, err := Semseg(backend.Go(), semsegStore(t, data, "steps=1"), t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := semsegStore(t, data, "init="+first.Checkpoint, "init_scope=/model/backbone", "freeze_backbone=true", "steps=2")
+	res, err := Semseg(backend.Go(), store, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, after := model.NewStore(), model.NewStore()
+	for _, c := range []struct {
+		s    *model.Store
+		path string
+	}{{before, first.Checkpoint}, {after, res.Checkpoint}} {
+		if _, err := train.Restore(c.s, c.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backboneVars, headChanged := 0, false
+	for v := range after.IterVariables() {
+		old := before.GetVariable(v.Path())
+		if old == nil || v.Path() == "/global_step" || !strings.HasPrefix(v.Path(), "/model/") {
+			continue
+		}
+		a := tensors.MustCopyFlatData[float32](old.MustValue())
+		b := tensors.MustCopyFlatData[float32](v.MustValue())
+		if strings.HasPrefix(v.Path(), "/model/backbone/") {
+			backboneVars++
+			if !slices.Equal(a, b) {
+				t.Errorf("frozen backbone variable %s changed", v.Path())
+			}
+		} else if !slices.Equal(a, b) {
+			headChanged = true
+		}
+	}
+	if backboneVars == 0 || !headChanged {
+		t.Errorf("%d backbone variables compared, head changed: %v", backboneVars, headChanged)
 	}
 }
