@@ -146,10 +146,10 @@ func Open(root, split string, opts datasets.Options) (datasets.Dataset, error) {
 	if err := datasets.CheckDir(root, "COCO"); err != nil {
 		return nil, err
 	}
-	o := opts
-	o.Annotations = filepath.Join(root, "annotations", "instances_"+name+".json")
+	o := opts // both relative to root (OpenFile resolves them), so that a relative root works
+	o.Annotations = filepath.Join("annotations", "instances_"+name+".json")
 	if o.Images == "" {
-		o.Images = filepath.Join(root, name)
+		o.Images = name
 	}
 	if err := datasets.CheckDir(datasets.Resolve(root, o.Images), "COCO "+name+" images"); err != nil {
 		return nil, err

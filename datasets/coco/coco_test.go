@@ -109,6 +109,20 @@ func TestOfficialLayout(t *testing.T) {
 	}
 }
 
+// A root given relative to the working directory (as the demo's out/demo/scenes/coco) reads
+// the same layout: paths are joined to it once.
+func TestRelativeRoot(t *testing.T) {
+	root := cocoFixture(t, nil)
+	t.Chdir(filepath.Dir(root))
+	ds, err := datasets.Open("coco", filepath.Base(root), "val", datasets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := ds.Get(1); err != nil || len(s.Instances) != 3 {
+		t.Fatalf("relative root: %v", err)
+	}
+}
+
 func TestBadInput(t *testing.T) {
 	tests := []struct {
 		name string
