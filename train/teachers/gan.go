@@ -102,15 +102,7 @@ func (t *GAN) Generate(scope *model.Scope, g *Graph, n int, like *Node) (images 
 // Load copies the generator's weights into the store under Scope/generator (strictly) and
 // freezes every variable under Scope.
 func (t *GAN) Load(store *model.Store) error {
-	if _, err := train.LoadScope(store, t.Checkpoint, train.LoadSpec{From: t.FromScope, To: Scope + "/generator", Strict: true}); err != nil {
-		return fmt.Errorf("teacher: %w", err)
-	}
-	for v := range store.IterVariables() {
-		if strings.HasPrefix(v.Path(), Scope+"/") {
-			v.SetTrainable(false)
-		}
-	}
-	return nil
+	return loadFrozen(store, t.Checkpoint, t.FromScope, Scope+"/generator")
 }
 
 // Targets are the regressor's outputs that predict the generator's taps.

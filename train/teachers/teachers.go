@@ -149,7 +149,13 @@ func (t *Diffusion) Features(scope *model.Scope, images *Node) map[string]*Node 
 // strictly (the variables must have been declared: every one must be in the checkpoint), and
 // makes every variable under Scope non-trainable.
 func (t *Diffusion) Load(store *model.Store) error {
-	if _, err := train.LoadScope(store, t.Checkpoint, train.LoadSpec{From: t.FromScope, To: Scope + "/unet", Strict: true}); err != nil {
+	return loadFrozen(store, t.Checkpoint, t.FromScope, Scope+"/unet")
+}
+
+// loadFrozen copies the variables under fromScope of checkpoint into the store under to,
+// strictly, and makes every variable under Scope non-trainable: the one way a teacher loads.
+func loadFrozen(store *model.Store, checkpoint, fromScope, to string) error {
+	if _, err := train.LoadScope(store, checkpoint, train.LoadSpec{From: fromScope, To: to, Strict: true}); err != nil {
 		return fmt.Errorf("teacher: %w", err)
 	}
 	for v := range store.IterVariables() {
