@@ -240,20 +240,7 @@ func Verify(ref, test compute.Backend, name string, size, batch int) (Verificati
 	lossFn, inputs := w(size, batch)
 	store := model.NewStore()
 	var paths []string
-	graphFn := func(scope *model.Scope, in []*Node) []*Node {
-		g := in[0].Graph()
-		store.SetTraining(g, true)
-		loss := lossFn(scope, in)["loss"]
-		var vars []*Node
-		paths = paths[:0]
-		for v := range store.IterVariables() {
-			if v.Trainable && v.InUseByGraph(g) {
-				vars = append(vars, v.NodeValue(g))
-				paths = append(paths, v.Path())
-			}
-		}
-		return append([]*Node{loss}, Gradient(loss, vars...)...)
-	}
+	graphFn := lossAndGradients(store, lossFn, &paths)
 	args := make([]any, len(inputs))
 	for i, in := range inputs {
 		args[i] = in
@@ -319,4 +306,24 @@ func toF64(t *tensors.Tensor) []float64 {
 		}
 	})
 	return out
+}
+
+// lossAndGradients is the graph of one forward+backward pass of lossFn in training mode: the
+// loss, then the gradient of every trainable variable the loss uses, whose paths it writes to
+// *paths in the same order.
+func lossAndGradients(store *model.Store, lossFn train.LossFn, paths *[]string) func(*model.Scope, []*Node) []*Node {
+	return func(scope *model.Scope, in []*Node) []*Node {
+		g := in[0].Graph()
+		store.SetTraining(g, true)
+		loss := lossFn(scope, in)["loss"]
+		var vars []*Node
+		*paths = (*paths)[:0]
+		for v := range store.IterVariables() {
+			if v.Trainable && v.InUseByGraph(g) {
+				vars = append(vars, v.NodeValue(g))
+				*paths = append(*paths, v.Path())
+			}
+		}
+		return append([]*Node{loss}, Gradient(loss, vars...)...)
+	}
 }

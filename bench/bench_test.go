@@ -18,7 +18,6 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/gomlx/compute/dtypes"
-	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 )
@@ -183,20 +182,7 @@ func TestGradDump(t *testing.T) {
 	lossFn, inputs := resnet18CIFAR(size, 8)
 	store := model.NewStore()
 	var paths []string
-	graphFn := func(scope *model.Scope, in []*Node) []*Node {
-		g := in[0].Graph()
-		store.SetTraining(g, true)
-		loss := lossFn(scope, in)["loss"]
-		var vars []*Node
-		paths = paths[:0]
-		for v := range store.IterVariables() {
-			if v.Trainable && v.InUseByGraph(g) {
-				vars = append(vars, v.NodeValue(g))
-				paths = append(paths, v.Path())
-			}
-		}
-		return append([]*Node{loss}, Gradient(loss, vars...)...)
-	}
+	graphFn := lossAndGradients(store, lossFn, &paths)
 	e, err := model.NewExec(backend.Go(), store, graphFn)
 	if err != nil {
 		t.Fatal(err)
