@@ -4,7 +4,9 @@
 Run by `make bench` (through `dreamteacher bench --torch`), or alone:
     /usr/bin/python3 scripts/bench_torch.py --workload resnet18-cifar --size 64 --batch 8
 
-Prints one JSON object per line: workload, size, batch, median step seconds, images/s, threads.
+Prints one JSON object per line: workload, size, batch, median step seconds, images/s, threads,
+and the fastest step and the process's CPU time per step (all threads; median and minimum), the
+least disturbed measures on a machine shared with other processes.
 Uses Debian's python3-torch (CPU, oneDNN); no downloads.
 """
 import argparse
@@ -50,20 +52,22 @@ def main():
             x = x.to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         model.train()
-        times = []
+        times, cpus = [], []
         for i in range(args.warmup + args.steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
             loss = F.cross_entropy(model(x), y)
             loss.backward()
             opt.step()
             if i >= args.warmup:
                 times.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
         med = statistics.median(times)
         print(json.dumps({
             "impl": "pytorch " + torch.__version__ + (" channels-last" if args.channels_last else ""),
             "workload": args.workload, "size": size, "batch": args.batch,
             "median_step_s": med, "images_per_s": args.batch / med, "threads": args.threads,
+            "min_step_s": min(times), "cpu_step_s": statistics.median(cpus), "min_cpu_step_s": min(cpus),
         }), flush=True)
 
 
