@@ -53,6 +53,9 @@ func runSample(args []string) error {
 	if *n <= 0 || *steps <= 0 {
 		return usagef("--n and --steps must be positive")
 	}
+	if err := pretrain.CheckSampler(*sampler); err != nil {
+		return usagef("--%v", err)
+	}
 	settings, err := train.ReadSettings(path)
 	if err != nil {
 		return err
@@ -94,9 +97,6 @@ func runSample(args []string) error {
 		scope = "ema/unet"
 	}
 	m := pretrain.ScopedUNet(cfg, scope)
-	if *sampler != "ddpm" && *sampler != "ddim" {
-		return usagef("--sampler: unknown %q (known: ddpm, ddim)", *sampler)
-	}
 	if err := pretrain.SampleGrid(b, store, proc, cfg, m, *sampler, *n, size[0], size[1], *steps, *out); err != nil {
 		return err
 	}

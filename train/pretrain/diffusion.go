@@ -114,8 +114,8 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	if err := cfg.CheckInputSize(size[0], size[1]); err != nil {
 		return DiffusionResult{}, fmt.Errorf("size %v: %w", size, err)
 	}
-	if s := str("sampler"); s != "ddpm" && s != "ddim" {
-		return DiffusionResult{}, fmt.Errorf("sampler: unknown %q (known: ddpm, ddim)", s)
+	if err := CheckSampler(str("sampler")); err != nil {
+		return DiffusionResult{}, err
 	}
 	if cfg.NumClasses > 0 {
 		return DiffusionResult{}, fmt.Errorf("adm %s is class-conditional: pre-training on unlabeled images needs an unconditional configuration", str("adm"))
@@ -205,12 +205,20 @@ func SampleGrid(b compute.Backend, store *model.Store, proc *diffusion.Diffusion
 	case "ddim":
 		x, err = proc.SampleDDIM(b, store, m, opts)
 	default:
-		return fmt.Errorf("sampler: unknown %q (known: ddpm, ddim)", sampler)
+		return CheckSampler(sampler)
 	}
 	if err != nil {
 		return err
 	}
 	return saveGrid(x, n, h, w, cfg.InChannels, path)
+}
+
+// CheckSampler reports an error naming sampler unless SampleGrid knows it.
+func CheckSampler(sampler string) error {
+	if sampler != "ddpm" && sampler != "ddim" {
+		return fmt.Errorf("sampler: unknown %q (known: ddpm, ddim)", sampler)
+	}
+	return nil
 }
 
 // saveGrid writes images in [-1, 1] as a square-ish PNG grid.
