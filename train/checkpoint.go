@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -42,8 +43,9 @@ type Checkpoint struct {
 
 // Save writes the store's variables and parameters as the checkpoint of step in dir (created if
 // needed), with extra metadata, then deletes all but the newest keep checkpoints (keep <= 0
-// keeps all). Variables under the exclude scopes (e.g. a frozen teacher loaded from its own
-// checkpoint) are not saved.
+// keeps all; the one just written is never deleted). Variables under the exclude scopes (e.g. a
+// frozen teacher loaded from its own checkpoint) are not saved. A variable holding a NaN or an
+// Inf is an error naming it, and nothing is written: a checkpoint is always one to resume from.
 func Save(store *model.Store, dir string, step int64, extra map[string]string, keep int, exclude ...string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("checkpoint folder: %w", err)
@@ -61,6 +63,9 @@ func Save(store *model.Store, dir string, step int64, extra map[string]string, k
 		t, err := ToSafetensor(value)
 		if err != nil {
 			return "", fmt.Errorf("checkpoint: variable %s: %w", v.Path(), err)
+		}
+		if n := NonFinite(t); n > 0 {
+			return "", fmt.Errorf("checkpoint of step %d not written: variable %s holds %d non-finite values", step, v.Path(), n)
 		}
 		st[strings.TrimPrefix(v.Path(), "/")] = t
 		if !v.Trainable {
@@ -81,12 +86,48 @@ func Save(store *model.Store, dir string, step int64, extra map[string]string, k
 			return p, err
 		}
 		for i := 0; i < len(all)-keep; i++ {
+			if all[i].Path == p {
+				continue // older checkpoints with higher step numbers must not push out the new one
+			}
 			if err := os.Remove(all[i].Path); err != nil {
 				return p, fmt.Errorf("removing old checkpoint: %w", err)
 			}
 		}
 	}
 	return p, nil
+}
+
+// NonFinite counts the NaN and Inf values of a floating-point safetensor (0 for other dtypes).
+func NonFinite(t safetensors.Tensor) int {
+	n := 0
+	switch t.DType {
+	case "F32":
+		for i := 0; i+4 <= len(t.Data); i += 4 {
+			// An exponent of all ones is Inf or NaN.
+			if binary.LittleEndian.Uint32(t.Data[i:])&0x7f800000 == 0x7f800000 {
+				n++
+			}
+		}
+	case "F64":
+		for i := 0; i+8 <= len(t.Data); i += 8 {
+			if binary.LittleEndian.Uint64(t.Data[i:])&0x7ff0000000000000 == 0x7ff0000000000000 {
+				n++
+			}
+		}
+	case "F16":
+		for i := 0; i+2 <= len(t.Data); i += 2 {
+			if binary.LittleEndian.Uint16(t.Data[i:])&0x7c00 == 0x7c00 {
+				n++
+			}
+		}
+	case "BF16":
+		for i := 0; i+2 <= len(t.Data); i += 2 {
+			if binary.LittleEndian.Uint16(t.Data[i:])&0x7f80 == 0x7f80 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // WriteCheckpoint writes a checkpoint file (atomically): the tensors by variable path (without

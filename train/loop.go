@@ -53,11 +53,12 @@ type Summary struct {
 	Plot       string
 }
 
-// NonFiniteError reports a NaN or Inf loss: the step was not applied and no checkpoint was
-// written after it.
+// NonFiniteError reports a step whose loss, gradient or updated variables held a NaN or an
+// Inf: the step was not applied and no checkpoint was written after it.
 type NonFiniteError struct {
 	Step           int64
 	Terms          map[string]float64
+	Variables      []string // updated variables that would have held non-finite values
 	LastCheckpoint string
 }
 
@@ -66,8 +67,17 @@ func (e *NonFiniteError) Error() string {
 	if last == "" {
 		last = "none was written yet"
 	}
-	return fmt.Sprintf("step %d: the loss is not finite (%s); training stopped, the last good checkpoint is %s",
-		e.Step, formatTerms(e.Terms), last)
+	what := fmt.Sprintf("the loss is not finite (%s)", formatTerms(e.Terms))
+	if len(e.Variables) > 0 {
+		names := e.Variables
+		if len(names) > 5 {
+			names = append(append([]string{}, names[:5]...), fmt.Sprintf("and %d more", len(e.Variables)-5))
+		}
+		what = fmt.Sprintf("the update would make %d variables non-finite (%s; loss terms %s)",
+			len(e.Variables), strings.Join(names, ", "), formatTerms(e.Terms))
+	}
+	return fmt.Sprintf("step %d: %s; the step was not applied, training stopped, the last good checkpoint is %s",
+		e.Step, what, last)
 }
 
 // Run trains until cfg.Steps steps have been taken, starting from the store's current step
@@ -135,7 +145,7 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 			pending = append(pending, rec)
 			flush()
 			bar.finish()
-			return sum, &NonFiniteError{Step: step + 1, Terms: res.Terms, LastCheckpoint: sum.Checkpoint}
+			return sum, &NonFiniteError{Step: step + 1, Terms: res.Terms, Variables: res.NonFinite, LastCheckpoint: sum.Checkpoint}
 		}
 		step = res.Step
 		sum.Last = res

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
+	"github.com/dreamteacher-go/dreamteacher/internal/safetensors"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
 	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -495,5 +496,93 @@ func TestReadSettings(t *testing.T) {
 	}
 	if s["adm"] != "adm_tiny" || len(s["size"].([]int)) != 2 {
 		t.Errorf("settings %v", s)
+	}
+}
+
+// statsLoss has a finite loss and gradient, but a running statistic (updated outside the
+// gradient, as BatchNorm's) that overflows when the input is large: exp(1000) is Inf in float64.
+func statsLoss(scope *model.Scope, batch []*Node) map[string]*Node {
+	x := batch[0]
+	student := scope.In("student")
+	a := student.VariableWithValue("a", []float64{3, 4})
+	stat := student.VariableWithValue("running", 0.0).SetTrainable(false)
+	stat.SetNodeValue(Exp(x))
+	loss := ReduceAllSum(Square(a.NodeValue(x.Graph())))
+	return map[string]*Node{"loss": loss}
+}
+
+// TestNonFiniteStatisticStopsAndIsNotSaved: an update that makes a running statistic Inf while
+// the loss stays finite is not applied; the loop stops naming the step and the variable, and
+// every checkpoint on disk holds finite values only.
+func TestNonFiniteStatisticStopsAndIsNotSaved(t *testing.T) {
+	dir := t.TempDir()
+	store := model.NewStore()
+	tr, err := NewTrainer(backend.Go(), store, Config{
+		Optimizer: OptimizerConfig{Name: "sgd"}, Schedule: Schedule{Kind: "constant", BaseLR: 0.01}, EMADecay: 0.5,
+	}, statsLoss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	next := func() ([]*tensors.Tensor, error) {
+		i++
+		if i == 3 {
+			return []*tensors.Tensor{tensors.FromScalar(1000.0)}, nil
+		}
+		return []*tensors.Tensor{tensors.FromScalar(1.0)}, nil
+	}
+	_, err = Run(tr, store, next, LoopConfig{Steps: 5, Dir: dir, CheckpointEvery: 1, LogEvery: 1, Out: io.Discard})
+	var nf *NonFiniteError
+	if !errors.As(err, &nf) || nf.Step != 3 || len(nf.Variables) != 1 || nf.Variables[0] != "/student/running" {
+		t.Fatalf("error %v, want step 3 stopped on /student/running", err)
+	}
+	if !strings.Contains(err.Error(), "/student/running") || !strings.Contains(nf.LastCheckpoint, "ckpt-00000002") {
+		t.Errorf("message %q: want the variable named and checkpoint 2 kept", err)
+	}
+	if v := tensors.MustCopyFlatData[float64](store.GetVariable("/student/running").MustValue()); v[0] != math.E {
+		t.Errorf("the non-finite update was applied: running = %v", v)
+	}
+	all, _ := List(dir)
+	for _, c := range all {
+		st, _, err := safetensors.ReadFile(c.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, x := range st {
+			if n := NonFinite(x); n > 0 {
+				t.Errorf("%s: %s holds %d non-finite values", c.Path, name, n)
+			}
+		}
+	}
+
+	// Save itself refuses non-finite values, naming the variable, and writes nothing.
+	bad := model.NewStore()
+	bad.CreateVariable("/bn/var", tensors.FromValue([]float32{1, float32(math.Inf(1))}))
+	empty := t.TempDir()
+	if _, err := Save(bad, empty, 7, nil, 0); err == nil || !strings.Contains(err.Error(), "/bn/var holds 1 non-finite") {
+		t.Errorf("saving an Inf: %v", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("files written for a refused checkpoint: %v", entries)
+	}
+}
+
+// TestPruneKeepsTheNewCheckpoint: older checkpoints with higher step numbers (another run's)
+// never push out the checkpoint just written.
+func TestPruneKeepsTheNewCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	store := model.NewStore()
+	store.CreateVariable("/a", tensors.FromValue([]float32{1}))
+	for _, step := range []int64{100, 200, 300} {
+		if _, err := Save(store, dir, step, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := Save(store, dir, 5, nil, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Errorf("the new checkpoint was pruned: %v", err)
 	}
 }

@@ -43,7 +43,10 @@ type Trainer struct {
 	opt    Optimizer
 	exec   *model.Exec
 	terms  []string // names of the loss terms, sorted, fixed at the first compilation
-	lossFn LossFn
+	// checked are the floating-point variables a step updates, whose new values are checked for
+	// NaN and Inf (fixed at the first compilation).
+	checked []string
+	lossFn  LossFn
 }
 
 // Result of one step.
@@ -52,9 +55,12 @@ type Result struct {
 	Terms    map[string]float64
 	LR       float64
 	GradNorm float64
-	// Finite is false when the loss or the gradient norm was NaN or Inf: the step was not
-	// applied (no variable changed).
+	// Finite is false when the loss, the gradient norm or a new value of an updated variable
+	// was NaN or Inf: the step was not applied (no variable changed).
 	Finite bool
+	// NonFinite names the updated variables whose new values were NaN or Inf (empty when the
+	// loss or gradient alone was not finite).
+	NonFinite []string
 }
 
 // Loss is the minimised term.
@@ -96,6 +102,13 @@ func (t *Trainer) Step(batch ...*tensors.Tensor) (Result, error) {
 	r.GradNorm = scalarValue(out[n+1])
 	r.Finite = out[n+2].Value().(bool)
 	r.Step = out[n+3].Value().(int64)
+	if !r.Finite {
+		for i, ok := range out[n+4].Value().([]bool) {
+			if !ok {
+				r.NonFinite = append(r.NonFinite, t.checked[i])
+			}
+		}
+	}
 	return r, nil
 }
 
@@ -191,28 +204,47 @@ func (t *Trainer) stepGraph(scope *model.Scope, batch []*Node) []*Node {
 	}
 	stepVar.SetNodeValue(next)
 
-	// A non-finite step changes nothing: every variable the graph changed (weights, optimiser
-	// state, running statistics, EMA, RNG state, step) keeps its value.
+	// The variables this step changes (weights, optimiser state, running statistics, EMA, RNG
+	// state, step), in a fixed order. A finite loss and gradient do not make their new values
+	// finite (a BatchNorm running variance overflows on its own), so each floating-point one is
+	// checked too.
+	var changed []*model.Variable
+	for v := range store.IterVariables() {
+		if v.ChangedInGraph(g) {
+			changed = append(changed, v)
+		}
+	}
+	sort.Slice(changed, func(i, j int) bool { return changed[i].Path() < changed[j].Path() })
+	t.checked = t.checked[:0]
+	var flags []*Node
+	for _, v := range changed {
+		if v.DType().IsFloat() {
+			t.checked = append(t.checked, v.Path())
+			flags = append(flags, LogicalAll(IsFinite(v.NodeValue(g))))
+		}
+	}
+	varsFinite := Stack(flags, 0)
+	finite = LogicalAnd(finite, LogicalAll(varsFinite))
+
+	// A non-finite step changes nothing: every changed variable keeps its value.
 	params := map[string]*Node{}
 	for _, n := range g.Nodes() {
 		if n.Type() == NodeTypeParameter {
 			params[n.GetParameterName()] = n
 		}
 	}
-	for v := range store.IterVariables() {
-		if v.ChangedInGraph(g) {
-			if old, ok := params[v.Path()]; ok {
-				v.SetNodeValue(Where(finite, v.NodeValue(g), old))
-			}
+	for _, v := range changed {
+		if old, ok := params[v.Path()]; ok {
+			v.SetNodeValue(Where(finite, v.NodeValue(g), old))
 		}
 	}
 
 	t.terms = termNames(terms)
-	out := make([]*Node, 0, len(t.terms)+4)
+	out := make([]*Node, 0, len(t.terms)+5)
 	for _, name := range t.terms {
 		out = append(out, ConvertDType(terms[name], dtypes.Float32))
 	}
-	return append(out, ConvertDType(lr, dtypes.Float32), gradNorm, finite, stepVar.NodeValue(g))
+	return append(out, ConvertDType(lr, dtypes.Float32), gradNorm, finite, stepVar.NodeValue(g), varsFinite)
 }
 
 func termNames(terms map[string]*Node) []string {

@@ -4,6 +4,12 @@
 //
 // Our checkpoints use it, so that PyTorch (safetensors.torch.load_file) reads them as they are,
 // and converted PyTorch weights are read with the same code.
+//
+// Integrity: Write stores a CRC-32C (Castagnoli) of every tensor's bytes in the metadata under
+// ChecksumsKey (a JSON object, tensor name -> 8 hex digits); Parse verifies each one it finds and
+// names the tensor whose bytes changed. The format has no checksum of its own, so files written
+// elsewhere (Hugging Face, PyTorch) carry none and are read unverified; other readers ignore the
+// key. A per-tensor sum, rather than one for the file, says which variable a flipped bit hit.
 package safetensors
 
 import (
@@ -11,11 +17,20 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 )
+
+// ChecksumsKey is the metadata key of the per-tensor CRC-32C checksums.
+const ChecksumsKey = "dreamteacher.crc32c"
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum is the CRC-32C of a tensor's bytes as stored under ChecksumsKey.
+func checksum(data []byte) string { return fmt.Sprintf("%08x", crc32.Checksum(data, castagnoli)) }
 
 // Tensor is one named array: dtype ("F32", "F64", "I64", ...), shape and raw little-endian bytes.
 type Tensor struct {
@@ -45,17 +60,29 @@ type headerEntry struct {
 	DataOffsets [2]int `json:"data_offsets"`
 }
 
-// Write writes tensors (in sorted name order) and metadata to w.
+// Write writes tensors (in sorted name order) and metadata to w, with the tensors' checksums
+// added to the metadata under ChecksumsKey.
 func Write(w io.Writer, tensors map[string]Tensor, metadata map[string]string) error {
 	names := make([]string, 0, len(tensors))
 	for name := range tensors {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	header := map[string]any{}
-	if len(metadata) > 0 {
-		header["__metadata__"] = metadata
+	sums := make(map[string]string, len(tensors))
+	for _, name := range names {
+		sums[name] = checksum(tensors[name].Data)
 	}
+	sumsJSON, err := json.Marshal(sums)
+	if err != nil {
+		return err
+	}
+	meta := map[string]string{ChecksumsKey: string(sumsJSON)}
+	for k, v := range metadata {
+		if k != ChecksumsKey {
+			meta[k] = v
+		}
+	}
+	header := map[string]any{"__metadata__": meta}
 	offset := 0
 	for _, name := range names {
 		t := tensors[name]
@@ -185,7 +212,40 @@ func Parse(data []byte) (map[string]Tensor, map[string]string, error) {
 		}
 		tensors[name] = Tensor{DType: e.DType, Shape: e.Shape, Data: body[start:end]}
 	}
+	if err := verify(tensors, meta); err != nil {
+		return nil, nil, err
+	}
 	return tensors, meta, nil
+}
+
+// verify checks the tensors against the checksums in meta, if it has them.
+func verify(tensors map[string]Tensor, meta map[string]string) error {
+	raw, ok := meta[ChecksumsKey]
+	if !ok {
+		return nil
+	}
+	var sums map[string]string
+	if err := json.Unmarshal([]byte(raw), &sums); err != nil {
+		return fmt.Errorf("corrupt %s metadata: %v", ChecksumsKey, err)
+	}
+	names := make([]string, 0, len(tensors))
+	for name := range tensors {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		want, ok := sums[name]
+		if !ok {
+			return fmt.Errorf("tensor %q has no checksum in the file's %s metadata (file altered?)", name, ChecksumsKey)
+		}
+		if got := checksum(tensors[name].Data); got != want {
+			return fmt.Errorf("tensor %q is corrupt: its bytes have CRC-32C %s, the file recorded %s when it was written", name, got, want)
+		}
+	}
+	if len(sums) != len(tensors) {
+		return fmt.Errorf("the file's %s metadata lists %d tensors, the file holds %d (file altered?)", ChecksumsKey, len(sums), len(tensors))
+	}
+	return nil
 }
 
 // ReadMetadata reads only the header's string metadata of a safetensors file (not its data).

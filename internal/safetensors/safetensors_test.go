@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +75,41 @@ func TestWriteFileFailureKeepsOldFile(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 1 {
 		t.Errorf("temporary files left behind: %v", entries)
+	}
+}
+
+// TestChecksums: a flipped byte in a tensor's data is an error naming the file and the tensor;
+// a file written without checksums (by another library) still reads.
+func TestChecksums(t *testing.T) {
+	in := map[string]Tensor{
+		"a": {DType: "F32", Shape: []int{2}, Data: []byte{0, 0, 128, 63, 0, 0, 0, 64}},
+		"b": {DType: "U8", Shape: []int{3}, Data: []byte{1, 2, 3}},
+	}
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	if err := WriteFile(path, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	flipped := append([]byte{}, raw...)
+	flipped[len(flipped)-1] ^= 0x10 // the last byte of "b" (tensors are stored in name order)
+	os.WriteFile(path, flipped, 0o644)
+	_, _, err := ReadFile(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), `tensor "b" is corrupt`) {
+		t.Errorf("flipped byte: error %v, want one naming %s and tensor b", err, path)
+	}
+
+	// The same file as a foreign writer would write it: no checksum metadata.
+	n := binary.LittleEndian.Uint64(raw)
+	var header map[string]json.RawMessage
+	if err := json.Unmarshal(raw[8:8+n], &header); err != nil {
+		t.Fatal(err)
+	}
+	delete(header, "__metadata__")
+	h, _ := json.Marshal(header)
+	foreign := binary.LittleEndian.AppendUint64(nil, uint64(len(h)))
+	foreign = append(append(foreign, h...), raw[8+n:]...)
+	out, _, err := Parse(foreign)
+	if err != nil || !bytes.Equal(out["b"].Data, []byte{1, 2, 3}) {
+		t.Errorf("file without checksums: %v %v", out, err)
 	}
 }
