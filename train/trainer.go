@@ -38,11 +38,11 @@ const StepVar = "/train/step"
 
 // Trainer compiles and runs the training step.
 type Trainer struct {
-	store  *model.Store
-	cfg    Config
-	opt    Optimizer
-	exec   *model.Exec
-	terms  []string // names of the loss terms, sorted, fixed at the first compilation
+	store *model.Store
+	cfg   Config
+	opt   Optimizer
+	exec  *model.Exec
+	terms []string // names of the loss terms, sorted, fixed at the first compilation
 	// checked are the floating-point variables a step updates, whose new values are checked for
 	// NaN and Inf (fixed at the first compilation).
 	checked []string
