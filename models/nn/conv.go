@@ -17,11 +17,24 @@ const (
 	// LoweringAuto uses the backend's native convolution on XLA and matrix multiplications on
 	// the Go backend, whose native convolution is a direct loop (~0.7 GFLOP/s).
 	LoweringAuto Lowering = iota
-	// LoweringNative always uses the backend's convolution op (except for even kernels, see Conv2DOp).
+	// LoweringNative uses the backend's convolution op on every backend (except for patchify
+	// convolutions and even kernels, see Conv2DOp): tests use it to check that op on the Go backend.
 	LoweringNative
 	// LoweringMatMul always lowers to patch extraction + DotGeneral.
 	LoweringMatMul
 )
+
+func (l Lowering) String() string {
+	switch l {
+	case LoweringAuto:
+		return "auto"
+	case LoweringNative:
+		return "native"
+	case LoweringMatMul:
+		return "matmul"
+	}
+	return fmt.Sprintf("Lowering(%d)", int(l))
+}
 
 // ConvConfig describes a 2-D convolution of an NHWC input with an HWIO kernel. The zero value of
 // every field means PyTorch's default (stride 1, no padding, dilation 1, 1 group).
@@ -84,26 +97,52 @@ func Conv2DOp(x, kernel *Node, cfg ConvConfig) *Node {
 			h, w, kh, kw, cfg.Stride, cfg.Dilation, cfg.Padding)
 	}
 
-	if isPatchify(x, kh, kw, cfg) {
+	switch chooseConvPath(h, w, kh, kw, cfg, backend.IsGo(x.Graph().Backend())) {
+	case pathPatchify:
 		return patchifyConv(x, kernel)
-	}
-	even := kh%2 == 0 || kw%2 == 0
-	native := cfg.Lowering == LoweringNative || (cfg.Lowering == LoweringAuto && !backend.IsGo(x.Graph().Backend()))
-	if native && !even {
+	case pathNative:
 		return Convolve(x, kernel).
 			StridePerAxis(cfg.Stride[0], cfg.Stride[1]).
 			PaddingPerDim(cfg.Padding[:]).
 			DilationPerAxis(cfg.Dilation[0], cfg.Dilation[1]).
 			ChannelGroupCount(cfg.Groups).
 			Done()
+	default:
+		return matmulConv(x, kernel, cfg, ho, wo)
 	}
-	return matmulConv(x, kernel, cfg, ho, wo)
 }
 
-func isPatchify(x *Node, kh, kw int, cfg ConvConfig) bool {
+// convPath is how Conv2DOp computes a convolution.
+type convPath int
+
+const (
+	pathPatchify convPath = iota // reshape + transpose + matmul (kernel = stride)
+	pathNative                   // the backend's Convolve
+	pathMatMul                   // patch extraction + DotGeneral
+)
+
+func (p convPath) String() string { return [...]string{"patchify", "native", "matmul"}[p] }
+
+// chooseConvPath picks the computation of a convolution of an h x w input with a kh x kw kernel
+// (cfg with defaults), onGo telling whether the graph runs on the Go backend. It is the one
+// place that decides, so that a test can check the decision for every backend: even kernels
+// never reach the native op, whose input gradient is wrong for them.
+func chooseConvPath(h, w, kh, kw int, cfg ConvConfig, onGo bool) convPath {
+	switch {
+	case isPatchify(h, w, kh, kw, cfg):
+		return pathPatchify
+	case kh%2 == 0 || kw%2 == 0:
+		return pathMatMul
+	case cfg.Lowering == LoweringNative || (cfg.Lowering == LoweringAuto && !onGo):
+		return pathNative
+	default:
+		return pathMatMul
+	}
+}
+
+func isPatchify(h, w, kh, kw int, cfg ConvConfig) bool {
 	return kh == cfg.Stride[0] && kw == cfg.Stride[1] && cfg.Dilation == [2]int{1, 1} &&
-		cfg.Padding == [2][2]int{} && cfg.Groups == 1 &&
-		x.Shape().Dim(1)%kh == 0 && x.Shape().Dim(2)%kw == 0
+		cfg.Padding == [2][2]int{} && cfg.Groups == 1 && h%kh == 0 && w%kw == 0
 }
 
 // patchifyConv is a convolution whose kernel equals its stride: non-overlapping patches.
