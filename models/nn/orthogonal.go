@@ -66,6 +66,9 @@ func OrthonormalColumns(a *Node) *Node {
 			break
 		}
 	}
+	// GoMLX caches scalar constants per graph, not per function: a cached scalar (AddScalar,
+	// MulScalar, Scalar...) made outside a closure and used inside it, or the reverse, fails
+	// ("a node from a different function scope"). The closures below use Const only.
 	counter := shapes.Make(dtypes.Int32)
 	cond := NewClosure(g, func(g *Graph) []*Node {
 		k := Parameter(g, "k", counter)
@@ -98,7 +101,7 @@ func OrthonormalColumns(a *Node) *Node {
 		}
 		// Replace the block's columns: q + (new - old) selᵀ.
 		q = Add(q, Dot(Sub(Concatenate(cols, 1), old), Transpose(sel, 0, 1)).Product())
-		return []*Node{AddScalar(k, float64(b)), q}
+		return []*Node{Add(k, Const(g, int32(b))), q}
 	})
 	return StopGradient(While(cond, body, Const(g, int32(0)), a)[1])
 }

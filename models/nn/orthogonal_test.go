@@ -79,8 +79,20 @@ func TestOrthogonalInit(t *testing.T) {
 					t.Fatal(err)
 				}
 				out := model.MustExecOnce(backend.Go(), store, func(scope *model.Scope, g *Graph) *Node {
+					// Scalar constants 1..40 in the initialisation graph after the orthogonal
+					// one (GoMLX caches them per graph: none made in its While loop, whose
+					// counter is int32, may be reused outside it).
+					scalars := func(g *Graph, s shapes.Shape) *Node {
+						x := Zeros(g, s)
+						for i := 1; i <= 40; i++ {
+							x = AddScalar(x, float64(i))
+						}
+						return x
+					}
 					v := scope.WithInitializer(OrthogonalInit(scope, 0, 0)).VariableWithShape("w", shapes.Make(tc.dt, tc.dims...))
-					return ConvertDType(v.NodeValue(g), dtypes.Float64)
+					after := scope.WithInitializer(scalars).VariableWithShape("after", shapes.Make(dtypes.Int32))
+					w := ConvertDType(v.NodeValue(g), dtypes.Float64)
+					return Add(w, ConvertDType(AddScalar(after.NodeValue(g), -820), dtypes.Float64))
 				})
 				return tensors.MustCopyFlatData[float64](out)
 			}
