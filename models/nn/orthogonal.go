@@ -18,11 +18,12 @@ import (
 // Hence Wᵀ W = I [out, out] when fan_in >= out (torch's rows are orthonormal), and
 // W Wᵀ = I [fan_in, fan_in] otherwise.
 //
-// The Gaussian is drawn with the store's random generator and orthonormalised in float64 in
-// the initialisation graph by classical Gram-Schmidt with one reorthogonalisation ("twice is
-// enough", Giraud et al. 2005), one column per step of a While loop: orthonormal to ~1e-15,
-// with no decomposition op (GoMLX has none) and no host round trip. The fan arguments are
-// unused: the shape says everything.
+// The Gaussian is drawn with the store's random generator and orthonormalised in the
+// initialisation graph, in the weight's dtype as torch (float32 for narrower floats), by block
+// Gram-Schmidt with reorthogonalisation ("twice is enough", Giraud et al. 2005; see
+// OrthonormalColumns): orthonormal to the dtype's precision (~1e-7 in float32, ~1e-15 in
+// float64), with no decomposition op (GoMLX has none) and no host round trip. The fan
+// arguments are unused: the shape says everything.
 func OrthogonalInit(scope *model.Scope, _, _ int) model.VariableInitializer {
 	return func(g *Graph, shape shapes.Shape) *Node {
 		return Orthogonal(scope, g, shape)
@@ -37,7 +38,11 @@ func Orthogonal(scope *model.Scope, g *Graph, shape shapes.Shape) *Node {
 	cols := shape.Dim(-1)
 	rows := shape.Size() / cols
 	m, n := max(rows, cols), min(rows, cols)
-	q := OrthonormalColumns(scope.RandomNormal(g, shapes.Make(dtypes.Float64, m, n)))
+	dt := shape.DType
+	if dt != dtypes.Float64 {
+		dt = dtypes.Float32
+	}
+	q := OrthonormalColumns(scope.RandomNormal(g, shapes.Make(dt, m, n)))
 	if rows < cols {
 		q = Transpose(q, 0, 1)
 	}
@@ -46,7 +51,7 @@ func Orthogonal(scope *model.Scope, g *Graph, shape shapes.Shape) *Node {
 
 // OrthonormalColumns returns the Q factor of the thin QR decomposition of a [m, n] (m >= n, full
 // column rank), with R's diagonal positive: its columns are the Gram-Schmidt orthonormalisation
-// of a's columns, in order. It is computed in a's dtype (use float64) by block classical
+// of a's columns, in order. It is computed in a's dtype by block classical
 // Gram-Schmidt with reorthogonalisation: each step of a While loop takes the next block of
 // columns, removes (twice) their components along the columns already done, with matrix
 // products, then orthonormalises the block column by column (again twice). It has no gradient
