@@ -21,7 +21,7 @@ import (
 // no work is spent on G's gradient); the G step backpropagates through D without updating it.
 //
 // Both trainers advance the store's one step counter (train.StepVar), harmless here (SGD,
-// constant learning rate) but not for Adam's bias correction: models/biggan.Trainer, the
+// constant learning rate) but not for Adam's bias correction: train/pretrain.GANTrainer, the
 // complete orchestration, keeps a counter per network.
 func Example_twoTrainers() {
 	const n = 64

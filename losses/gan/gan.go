@@ -14,7 +14,7 @@
 // the discriminator's variables, the generated images held fixed) then a generator step
 // (minimising L_G over the generator's variables through a fixed D). With the project's
 // train package that is two train.Trainers sharing the store, each restricted by
-// train.Config.Train to its network's scope; see the example, and models/biggan.Trainer for
+// train.Config.Train to its network's scope; see the example, and train/pretrain.GANTrainer for
 // the complete orchestration (several D steps per G step, BigGAN's optimiser settings).
 package gan
 

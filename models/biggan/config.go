@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Scope names of the two networks under the root, used by Trainer.
+// Scope names of the two networks under the root (the convention of GAN training, train/pretrain).
 const (
 	GeneratorScope     = "generator"
 	DiscriminatorScope = "discriminator"
@@ -19,14 +19,21 @@ const (
 type Init int
 
 const (
-	// InitXavier is xavier_uniform_ (the reference's "xavier" / "glorot").
-	InitXavier Init = iota
-	// InitN02 is normal(0, 0.02) (the reference's "N02", its CIFAR and SN-GAN scripts).
+	// InitOrtho is orthogonal_ (the reference's "ortho", the default of its Generator and
+	// Discriminator and the flag of its ImageNet launch scripts): each weight, flattened to
+	// [out, in*k*k], is the Q of the QR decomposition of a Gaussian matrix (nn.OrthogonalInit).
+	InitOrtho Init = iota
+	// InitXavier is xavier_uniform_ (the reference's "xavier" / "glorot"; its SA-GAN and
+	// SN-GAN scripts).
+	InitXavier
+	// InitN02 is normal(0, 0.02) (the reference's "N02", its CIFAR scripts).
 	InitN02
 )
 
 func (i Init) String() string {
 	switch i {
+	case InitOrtho:
+		return "ortho"
 	case InitXavier:
 		return "xavier"
 	case InitN02:
@@ -74,7 +81,8 @@ type Config struct {
 
 	// BNEps is BatchNorm's epsilon (1e-5).
 	BNEps float64
-	// Init of the weights (default Xavier; see Init).
+	// Init of the weights (the zero value, the default, is the reference's orthogonal init;
+	// see Init).
 	Init Init
 
 	// testOptions, when set, replaces the layer options the fields above give (tests).
@@ -93,26 +101,33 @@ func repeatBool(v bool, n int) []bool {
 // were obtained by building the reference implementation (ajbrock/BigGAN-PyTorch at 9845943,
 // BigGAN.Generator / BigGAN.Discriminator) with the flags given, under PyTorch 1.13, and
 // summing numel() over parameters(); see TestParamCounts. The unconditional configurations have
-// no reference counterpart: their counts are NumParams'.
+// no reference counterpart: their counts are NumParams'. All use the reference's orthogonal
+// init (Init's zero value).
 var Configs = map[string]Config{
 	// The ImageNet 128x128 BigGAN of the paper, with the flags of the reference's
 	// scripts/launch_BigGAN_bs256x8.sh: --G_ch 96 --D_ch 96 --G_attn 64 --D_attn 64 --hier
-	// --dim_z 120 --shared_dim 128 --G_shared --BN_eps 1e-5 (G_arch[128]: multipliers
-	// 16,16,8,4,2,1; D_arch[128]: 1,2,4,8,16,16). G 70,433,988 and D 87,982,370 parameters.
+	// --dim_z 120 --shared_dim 128 --G_shared --G_init ortho --D_init ortho --BN_eps 1e-5
+	// (G_arch[128]: multipliers 16,16,8,4,2,1; D_arch[128]: 1,2,4,8,16,16). G 70,433,988 and
+	// D 87,982,370 parameters (the BigGAN paper quotes 70.4M and 88.0M).
 	"biggan_128": {
 		Resolution: 128, BottomWidth: 4, NumClasses: 1000, DimZ: 120, SharedDim: 128, Hier: true,
 		GCh: 96, GChannels: []int{16, 16, 8, 4, 2, 1}, GAttention: []int{64},
 		DCh: 96, DChannels: []int{1, 2, 4, 8, 16, 16}, DDownsample: append(repeatBool(true, 5), false),
 		DAttention: []int{64}, BNEps: 1e-5,
 	},
-	// ImageNet 256x256 with the same flags (G_arch[256], D_arch[256]). --dim_z 120 does not
-	// split into 7 chunks: the reference rounds it down to 119, written here explicitly.
-	// G 82,108,548 and D 99,225,890 parameters.
+	// The ImageNet 256x256 BigGAN of the paper (G_arch[256], D_arch[256]) as released: the
+	// TF-Hub generator that the reference's TFHub/converter.py loads with get_config(256)
+	// (--G_attn 128 --dim_z 140, ortho init). The non-local block follows G's 128 px GBlock and z
+	// has 140 dimensions, 7 chunks of 20. The reference has no 256 launch script and TF-Hub no
+	// D: D's non-local block follows its first DBlock, whose output is 128 px, as the 128
+	// model's follows its 64 px one (--D_attn 128; compare_gan's BigGAN D puts it after block
+	// "B1" at every resolution). The rest as biggan_128: --G_ch 96 --D_ch 96 --hier
+	// --shared_dim 128 --G_shared. G 82,097,604 and D 99,191,330 parameters.
 	"biggan_256": {
-		Resolution: 256, BottomWidth: 4, NumClasses: 1000, DimZ: 119, SharedDim: 128, Hier: true,
-		GCh: 96, GChannels: []int{16, 16, 8, 8, 4, 2, 1}, GAttention: []int{64},
+		Resolution: 256, BottomWidth: 4, NumClasses: 1000, DimZ: 140, SharedDim: 128, Hier: true,
+		GCh: 96, GChannels: []int{16, 16, 8, 8, 4, 2, 1}, GAttention: []int{128},
 		DCh: 96, DChannels: []int{1, 2, 4, 8, 8, 16, 16}, DDownsample: append(repeatBool(true, 6), false),
-		DAttention: []int{64}, BNEps: 1e-5,
+		DAttention: []int{128}, BNEps: 1e-5,
 	},
 	// An unconditional 64x64 model for CPU demos (the DreamTeacher setting for unlabeled data):
 	// G_arch[64] / D_arch[64] at width 32, attention at 32 px, plain BN, z of 128 into the
@@ -285,7 +300,7 @@ func (c Config) Validate() error {
 	} else if r := c.Resolution; r > 0 && r%(1<<countTrue(c.DDownsample)) != 0 {
 		bad("%d px cannot be halved by %d down-samplings", r, countTrue(c.DDownsample))
 	}
-	if c.Init != InitXavier && c.Init != InitN02 {
+	if c.Init != InitOrtho && c.Init != InitXavier && c.Init != InitN02 {
 		bad("unknown Init %d", int(c.Init))
 	}
 	if len(errs) == 0 {

@@ -4,8 +4,9 @@
 // teacher.
 //
 // A GAN cannot encode a real image, so DreamTeacher trains the student on a "synthesized
-// dataset": it samples z, generates x = G(z) and records G's multi-scale features on the fly
-// (Generate returns both; see TapNames for the feature maps and their strides).
+// dataset": it samples z (and, for the paper's class-conditional ImageNet BigGAN, a class y),
+// generates x = G(z, y) and records G's multi-scale features on the fly (Generate returns
+// both; see TapNames for the feature maps and their strides).
 //
 // The architecture follows the reference:
 //
@@ -23,29 +24,37 @@
 //
 // The API:
 //
-//   - Configs / Get / Names: the registered configurations (biggan_128, the ImageNet model of
-//     the paper; biggan_256; small CPU ones), NumParams, TapNames / DefaultTaps.
+//   - Configs / Get / Names: the registered configurations (biggan_128 and biggan_256, the
+//     class-conditional ImageNet models of the BigGAN paper, the paper's GAN teacher; small
+//     CPU ones, conditional or not), NumParams, TapNames / DefaultTaps.
 //   - Generate (or NewGenerator(...).Taps(...).Done) and Discriminate build the networks;
-//     SampleZ (with the truncation trick) and SampleLabels draw their inputs in the graph.
-//   - Trainer trains both with two train.Trainers on one store (D steps, then a G step).
-//   - Sampler draws batches of images and generator features in eval mode, optionally from the
-//     EMA of G: the teacher side of DreamTeacher's GAN distillation.
+//     SampleZ (with the truncation trick), SampleLabels (uniform over the classes) and
+//     SampleLabelsFrom (uniform over a given list of classes) draw their inputs in the graph.
+//   - Sampler draws batches of images (and their classes) and generator features in eval
+//     mode, optionally from the EMA of G: the teacher side of DreamTeacher's GAN distillation.
+//
+// Training is a recipe, not part of the model: train/pretrain's GANTrainer trains both
+// networks (D steps, then a G step), on labelled images for a conditional configuration.
 //
 // Feature maps are NHWC and conv kernels HWIO (see models/nn). Variables live under the scope
-// the caller passes; the convention, which Trainer follows, is GeneratorScope and
+// the caller passes; the convention, which GAN training follows, is GeneratorScope and
 // DiscriminatorScope under the root: "/generator/blocks/block0/conv1/weights",
 // "/discriminator/blocks/block2/conv_sc/weights", ...
 //
 // A float64 training-mode pass of a small conditional model with the reference's parameters
 // gives the reference's image and logits to 1e-15 (TestMatchesReference; testdata holds the
 // script that made the numbers), and the parameter counts of the registered configurations
-// equal the reference's (TestParamCounts).
+// equal the reference's (TestParamCounts, TestReferenceCounts): biggan_128 as the reference's
+// ImageNet launch script, biggan_256 as the 256 model of the BigGAN paper (attention at 128 px
+// in G and D, z of 140; see Configs).
+//
+// Weights are initialised as the reference's (G_init/D_init "ortho", its default and its
+// ImageNet scripts'): every conv, linear and embedding weight orthogonal (nn.OrthogonalInit:
+// the Q of a Gaussian matrix, drawn with the store's random generator); Config.Init selects
+// Xavier-uniform ("xavier") or N(0, 0.02) ("N02") instead, as the reference's other scripts.
 //
 // Where this package differs from the reference:
 //
-//   - Weights are initialised with Xavier-uniform (the reference's G_init/D_init "xavier") or
-//     N(0, 0.02) ("N02"), not with the orthogonal init of the ImageNet launch scripts: GoMLX has
-//     no QR decomposition to draw orthogonal matrices.
 //   - Spectral norm is models/nn's: one power iteration per training step with eps 1e-12 (the
 //     launch scripts use SN_eps 1e-6); in eval mode the stored u and v are used as they are,
 //     where the reference runs one more (unsaved) power iteration.
@@ -56,6 +65,6 @@
 //     The reference's 32 px discriminator table labels all its blocks "16"; at 64, 128, 256 px
 //     the two agree.
 //   - BatchNorm has no "standing statistics"; sampling in eval mode uses the running averages.
-//   - Trainer's EMA of G averages the trainable weights from the first step (the reference
-//     also averages the BN statistics and starts at ema_start).
+//   - GAN training's EMA of G averages the trainable weights from the first step (the
+//     reference also averages the BN statistics and starts at ema_start).
 package biggan

@@ -230,3 +230,35 @@ func SampleLabels(scope *model.Scope, g *Graph, n, numClasses int) *Node {
 	y := ConvertDType(Floor(MulScalar(u, float64(numClasses))), dtypes.Int32)
 	return MinScalar(y, float64(numClasses-1))
 }
+
+// SampleLabelsFrom draws n class labels [n] (int32) uniformly from classes (each listed class
+// with probability 1/len(classes); a class listed twice, twice as often). Empty classes draws
+// from [0, numClasses) (SampleLabels). It panics on a class outside [0, numClasses).
+func SampleLabelsFrom(scope *model.Scope, g *Graph, n, numClasses int, classes []int) *Node {
+	if err := CheckClasses(classes, numClasses); err != nil {
+		exceptions.Panicf("biggan.SampleLabelsFrom at %q: %v", scope.Scope(), err)
+	}
+	if len(classes) == 0 {
+		return SampleLabels(scope, g, n, numClasses)
+	}
+	table := make([]int32, len(classes))
+	for i, c := range classes {
+		table[i] = int32(c)
+	}
+	idx := SampleLabels(scope, g, n, len(classes))
+	return Gather(Const(g, table), InsertAxes(idx, -1))
+}
+
+// CheckClasses says whether every class is in [0, numClasses) (numClasses 0: an unconditional
+// model takes no classes).
+func CheckClasses(classes []int, numClasses int) error {
+	if len(classes) > 0 && numClasses == 0 {
+		return fmt.Errorf("classes %v given to an unconditional generator", classes)
+	}
+	for _, c := range classes {
+		if c < 0 || c >= numClasses {
+			return fmt.Errorf("class %d is not in [0, %d)", c, numClasses)
+		}
+	}
+	return nil
+}

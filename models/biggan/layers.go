@@ -31,12 +31,15 @@ func (c Config) layerOptions() layerOptions {
 }
 
 func (o layerOptions) weightInit() nn.Init {
-	if o.init == InitN02 {
+	switch o.init {
+	case InitN02:
 		return func(scope *model.Scope, _, _ int) model.VariableInitializer {
 			return func(g *Graph, shape shapes.Shape) *Node { return MulScalar(scope.RandomNormal(g, shape), 0.02) }
 		}
+	case InitXavier:
+		return nn.XavierUniformInit
 	}
-	return nn.XavierUniformInit
+	return nn.OrthogonalInit
 }
 
 // conv is the reference's which_conv: an SN conv with a k x k kernel, "same" padding and a bias.

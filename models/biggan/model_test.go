@@ -26,16 +26,17 @@ import (
 // with kw = dict(resolution=R, G_ch=C, D_ch=C, G_shared=True, shared_dim=128, hier=True,
 // dim_z=Z, G_attn=A, D_attn=B, n_classes=K):
 //
-//	biggan_128:  R=128 C=96 Z=120 A='64' B='64' K=1000 (the flags of launch_BigGAN_bs256x8.sh)
-//	biggan_256:  R=256 C=96 Z=120 A='64' B='64' K=1000 (the reference rounds Z down to 119)
-//	biggan_tiny: R=32  C=32 Z=128 A='16' B='0'  K=10
+//	biggan_128:  R=128 C=96 Z=120 A='64'  B='64'  K=1000 (the flags of launch_BigGAN_bs256x8.sh)
+//	biggan_256:  R=256 C=96 Z=140 A='128' B='128' K=1000 (TFHub/converter.py's get_config(256))
+//	biggan_tiny: R=32  C=32 Z=128 A='16'  B='0'   K=10
 //
 // (The BigGAN paper quotes 70.4M and 88.0M for G and D at 128.) The unconditional
 // configurations have no reference counterpart; they are checked against NumParams, itself
-// checked here and, for biggan_small's conditional version, in TestReferenceCounts.
+// checked here and, for biggan_small's conditional version and two variants of biggan_256, in
+// TestReferenceCounts.
 var referenceParams = map[string][2]int{
 	"biggan_128":  {70_433_988, 87_982_370},
-	"biggan_256":  {82_108_548, 99_225_890},
+	"biggan_256":  {82_097_604, 99_191_330},
 	"biggan_tiny": {1_273_860, 1_055_105},
 }
 
@@ -364,5 +365,108 @@ func TestValidateDownsampling(t *testing.T) {
 	c.DChannels = []int{4, 4, 4, 4, 4, 4}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "cannot be halved by 6") {
 		t.Errorf("6 halvings of 32 px: %v", err)
+	}
+}
+
+// TestOrthogonalInitDefault: the registered configurations initialise every conv, linear and
+// embedding weight of G and D orthogonally, as the reference's G_init/D_init 'ortho' (flattened
+// to [fan_in, out], orthonormal columns when fan_in >= out, orthonormal rows otherwise), and
+// InitXavier does not.
+func TestOrthogonalInitDefault(t *testing.T) {
+	for _, init := range []Init{InitOrtho, InitXavier} {
+		t.Run(init.String(), func(t *testing.T) {
+			cfg := Configs["biggan_tiny"].clone()
+			cfg.Init = init
+			store := model.NewStore()
+			if err := store.SetRNGStateFromSeed(4); err != nil {
+				t.Fatal(err)
+			}
+			exec, err := model.NewExec(backend.Go(), store, func(scope *model.Scope, g *Graph) *Node {
+				z := SampleZ(scope, g, dtypes.Float32, 2, cfg.DimZ, 0)
+				y := SampleLabels(scope, g, 2, cfg.NumClasses)
+				img := Generate(scope.In(GeneratorScope), z, y, cfg).Image
+				return Discriminate(scope.In(DiscriminatorScope), img, y, cfg)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := exec.Exec(); err != nil {
+				t.Fatal(err)
+			}
+			checked := 0
+			for v := range store.IterVariables() {
+				if !v.Trainable || (v.Name() != "weights" && v.Name() != "embeddings") {
+					continue
+				}
+				w := tensors.MustCopyFlatData[float32](v.MustValue())
+				cols := v.Shape().Dim(-1)
+				rows := len(w) / cols
+				n := min(rows, cols)
+				var dev float64
+				for i := range n {
+					for j := range n {
+						var dot float64
+						for k := range max(rows, cols) {
+							if rows >= cols { // columns i and j
+								dot += float64(w[k*cols+i]) * float64(w[k*cols+j])
+							} else { // rows i and j
+								dot += float64(w[i*cols+k]) * float64(w[j*cols+k])
+							}
+						}
+						if i == j {
+							dot--
+						}
+						dev = max(dev, math.Abs(dot))
+					}
+				}
+				if orthogonal := dev < 1e-5; orthogonal != (init == InitOrtho) {
+					t.Errorf("%s %s: largest deviation of its Gram matrix from I %.3g", v.Path(), v.Shape(), dev)
+				}
+				checked++
+			}
+			if checked < 30 {
+				t.Errorf("only %d weights checked", checked)
+			}
+		})
+	}
+}
+
+// TestSampleLabelsFrom: labels drawn from a list of classes are those classes, each as often
+// as it is listed; classes outside the model's are refused.
+func TestSampleLabelsFrom(t *testing.T) {
+	store := model.NewStore()
+	if err := store.SetRNGStateFromSeed(6); err != nil {
+		t.Fatal(err)
+	}
+	const n = 900
+	out, err := model.ExecOnce(backend.Go(), store, func(scope *model.Scope, g *Graph) *Node {
+		return SampleLabelsFrom(scope, g, n, 10, []int{2, 7, 7})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[int32]int{}
+	for _, y := range tensors.MustCopyFlatData[int32](out) {
+		counts[y]++
+	}
+	if len(counts) != 2 || counts[2] < n/3-60 || counts[2] > n/3+60 || counts[7] != n-counts[2] {
+		t.Errorf("labels drawn from [2 7 7]: %v", counts)
+	}
+	for _, tc := range []struct {
+		classes []int
+		k       int
+		want    string
+	}{
+		{[]int{3, 10}, 10, "class 10 is not in [0, 10)"},
+		{[]int{-1}, 10, "class -1"},
+		{[]int{0}, 0, "unconditional"},
+	} {
+		if err := CheckClasses(tc.classes, tc.k); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("classes %v of %d: %v, want an error containing %q", tc.classes, tc.k, err, tc.want)
+		}
+	}
+	if _, err := NewSampler(backend.Go(), model.NewStore(), Configs["biggan_tiny"], SamplerOptions{BatchSize: 2, Classes: []int{12}}); err == nil ||
+		!strings.Contains(err.Error(), "class 12") {
+		t.Errorf("a sampler of class 12 of 10: %v", err)
 	}
 }

@@ -22,7 +22,8 @@ import (
 //	/usr/bin/python3 models/biggan/testdata/make_reference.py /tmp/biggan > models/biggan/testdata/reference.json
 //
 // counts[name] are sum(p.numel() for p in net.parameters()) of the reference's Generator and
-// Discriminator built with the flags of our configuration (see referenceParams); micro is one
+// Discriminator built with the flags of our configuration (see referenceParams) and of the
+// variants TestReferenceCounts checks; micro is one
 // float64 training-mode pass of a small conditional BigGAN whose parameters were set by
 // detValues.
 type reference struct {
@@ -65,7 +66,10 @@ func loadReference(t *testing.T) *reference {
 }
 
 // TestReferenceCounts: the counts quoted in referenceParams and in the Configs comments are
-// those of the reference file; the conditional version of biggan_small matches the reference too.
+// those of the reference file; the conditional version of biggan_small and two variants of
+// biggan_256 match the reference too: the 128 model's flags on the 256 architecture (attention
+// at 64 px, dim_z 120 rounded down to 119: what biggan_256 was), and those flags with the
+// attention moved to 128 px (138,240 fewer parameters in G and 34,560 in D).
 func TestReferenceCounts(t *testing.T) {
 	ref := loadReference(t)
 	for name, want := range referenceParams {
@@ -75,8 +79,28 @@ func TestReferenceCounts(t *testing.T) {
 	}
 	small := Configs["biggan_small"].clone()
 	small.NumClasses, small.Hier, small.DimZ, small.SharedDim = 10, true, 120, 128
-	if g, d := NumParams(small); [2]int{g, d} != ref.Counts["biggan_small_cond10"] {
-		t.Errorf("conditional biggan_small: G %d, D %d; the reference %v", g, d, ref.Counts["biggan_small_cond10"])
+	z119 := func(attention int) Config {
+		c := Configs["biggan_256"].clone()
+		c.DimZ, c.GAttention, c.DAttention = 119, []int{attention}, []int{attention}
+		return c
+	}
+	for name, cfg := range map[string]Config{
+		"biggan_small_cond10":     small,
+		"biggan_256_attn64_z120":  z119(64),
+		"biggan_256_attn128_z120": z119(128),
+	} {
+		want, ok := ref.Counts[name]
+		if !ok {
+			t.Errorf("reference.json has no %s", name)
+		}
+		if g, d := NumParams(cfg); [2]int{g, d} != want {
+			t.Errorf("%s: G %d, D %d; the reference %v", name, g, d, want)
+		}
+	}
+	old, fixed := ref.Counts["biggan_256_attn64_z120"], ref.Counts["biggan_256_attn128_z120"]
+	if old[0]-fixed[0] != 138_240 || old[1]-fixed[1] != 34_560 {
+		t.Errorf("moving the attention of biggan_256 from 64 to 128 px removes G %d and D %d parameters, want 138240 and 34560",
+			old[0]-fixed[0], old[1]-fixed[1])
 	}
 }
 

@@ -19,12 +19,15 @@ type SamplerOptions struct {
 	Truncation float64
 	// Taps are the generator feature maps to return (nil: DefaultTaps; see TapNames).
 	Taps []string
+	// Classes, for a conditional generator, are the classes each image's label is drawn from,
+	// uniformly (nil: all NumClasses; see SampleLabelsFrom).
+	Classes []int
 	// Training runs G with batch statistics in its BatchNorms and updates its running
 	// statistics and spectral-norm vectors, as the reference samples without --G_eval_mode.
 	// By default G runs in eval mode and changes nothing.
 	Training bool
-	// UseEMA samples with the exponential moving average of G's weights that Trainer keeps
-	// under "/ema/generator" (the reference's --use_ema). G's running statistics and
+	// UseEMA samples with the exponential moving average of G's weights that GAN training
+	// keeps under "/ema/generator" (train/pretrain; the reference's --use_ema). G's running statistics and
 	// spectral-norm vectors, which are not averaged, are copied there before each sample.
 	UseEMA bool
 	// DType of the latents, the weights and the outputs (default Float32).
@@ -61,6 +64,9 @@ func NewSampler(b compute.Backend, store *model.Store, cfg Config, opts SamplerO
 	if opts.BatchSize <= 0 {
 		return nil, fmt.Errorf("biggan.NewSampler: BatchSize must be positive, got %d", opts.BatchSize)
 	}
+	if err := CheckClasses(opts.Classes, cfg.NumClasses); err != nil {
+		return nil, fmt.Errorf("biggan.NewSampler: %w", err)
+	}
 	if opts.DType == dtypes.InvalidDType {
 		opts.DType = dtypes.Float32
 	}
@@ -89,7 +95,7 @@ func (s *Sampler) graph(scope *model.Scope, g *Graph) []*Node {
 	z := SampleZ(scope, g, s.opts.DType, n, s.cfg.DimZ, s.opts.Truncation)
 	var y *Node
 	if s.cfg.Conditional() {
-		y = SampleLabels(scope, g, n, s.cfg.NumClasses)
+		y = SampleLabelsFrom(scope, g, n, s.cfg.NumClasses, s.opts.Classes)
 	}
 	gs := scope
 	if s.opts.UseEMA {
@@ -164,7 +170,7 @@ func (s *Sampler) copyBuffersToEMA() error {
 		}
 	}
 	if !found {
-		return fmt.Errorf("biggan.Sampler: UseEMA, but the store has no EMA of %s (train with TrainConfig.EMADecay > 0)", prefix)
+		return fmt.Errorf("biggan.Sampler: UseEMA, but the store has no EMA of %s (train with an EMA decay > 0)", prefix)
 	}
 	return nil
 }

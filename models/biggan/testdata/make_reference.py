@@ -8,7 +8,8 @@ and sync_batchnorm/):
 
 It records:
   - counts: sum(p.numel() for p in parameters()) of BigGAN.Generator and BigGAN.Discriminator built
-    with the flags of our configurations (biggan_128: those of scripts/launch_BigGAN_bs256x8.sh);
+    with the flags of our configurations (biggan_128: those of scripts/launch_BigGAN_bs256x8.sh;
+    biggan_256: those of TFHub/converter.py's get_config(256), with D's attention at 128 px);
   - micro: a conditional 16x16 BigGAN (hierarchical latent, shared embedding, attention in G and
     D) whose parameters and spectral-norm vectors u0 are set by det_values (mirrored by detValues
     in the Go test), run once in float64 in training mode (BN batch statistics, one power
@@ -28,7 +29,14 @@ import BigGAN  # noqa: E402
 
 COUNTS = {
     "biggan_128": dict(resolution=128, G_ch=96, D_ch=96, dim_z=120, G_attn="64", D_attn="64", n_classes=1000),
-    "biggan_256": dict(resolution=256, G_ch=96, D_ch=96, dim_z=120, G_attn="64", D_attn="64", n_classes=1000),
+    # The paper's 256 model (TFHub/converter.py's get_config(256): G_attn '128', dim_z 140), D's
+    # attention after its first (128 px) block.
+    "biggan_256": dict(resolution=256, G_ch=96, D_ch=96, dim_z=140, G_attn="128", D_attn="128", n_classes=1000),
+    # What biggan_256 was before: the 128 model's flags (--dim_z 120, rounded down to 119 by the
+    # reference, attention at 64) on the 256 architecture.
+    "biggan_256_attn64_z120": dict(resolution=256, G_ch=96, D_ch=96, dim_z=120, G_attn="64", D_attn="64", n_classes=1000),
+    # The 256 architecture with the 128 model's latent and the paper's attention placement.
+    "biggan_256_attn128_z120": dict(resolution=256, G_ch=96, D_ch=96, dim_z=120, G_attn="128", D_attn="128", n_classes=1000),
     "biggan_tiny": dict(resolution=32, G_ch=32, D_ch=32, dim_z=128, G_attn="16", D_attn="0", n_classes=10),
     # The conditional version of biggan_small (which is unconditional).
     "biggan_small_cond10": dict(resolution=64, G_ch=32, D_ch=32, dim_z=120, G_attn="32", D_attn="32", n_classes=10),

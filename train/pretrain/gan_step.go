@@ -1,4 +1,4 @@
-package biggan
+package pretrain
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/dreamteacher-go/dreamteacher/losses/gan"
+	"github.com/dreamteacher-go/dreamteacher/models/biggan"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -14,9 +15,9 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 )
 
-// TrainConfig configures the adversarial training. Unlike train.OptimizerConfig, a zero field
-// means zero: start from DefaultTrainConfig.
-type TrainConfig struct {
+// GANTrainConfig configures the adversarial training. Unlike train.OptimizerConfig, a zero field
+// means zero: start from DefaultGANTrainConfig.
+type GANTrainConfig struct {
 	Loss gan.Loss
 	// DSteps is the number of discriminator steps per generator step (the reference's
 	// num_D_steps): each takes one real batch.
@@ -30,16 +31,16 @@ type TrainConfig struct {
 	EMADecay float64
 }
 
-// DefaultTrainConfig is BigGAN's ImageNet recipe (paper, section 4 and appendix; the
+// DefaultGANTrainConfig is BigGAN's ImageNet recipe (paper, section 4 and appendix; the
 // reference's launch_BigGAN_bs256x8.sh): hinge loss, Adam with lr 1e-4 for G and 4e-4 for D,
 // betas (0, 0.999), eps 1e-6, two D steps per G step (the paper's; the launch script uses one
 // with 8 gradient accumulations), EMA of G with decay 0.9999.
-func DefaultTrainConfig() TrainConfig {
-	return TrainConfig{Loss: gan.Hinge, DSteps: 2, GLR: 1e-4, DLR: 4e-4, Beta1: 0, Beta2: 0.999, Eps: 1e-6, EMADecay: 0.9999}
+func DefaultGANTrainConfig() GANTrainConfig {
+	return GANTrainConfig{Loss: gan.Hinge, DSteps: 2, GLR: 1e-4, DLR: 4e-4, Beta1: 0, Beta2: 0.999, Eps: 1e-6, EMADecay: 0.9999}
 }
 
 // Validate checks the configuration.
-func (c TrainConfig) Validate() error {
+func (c GANTrainConfig) Validate() error {
 	switch {
 	case c.Loss != gan.Hinge && c.Loss != gan.NonSaturating:
 		return fmt.Errorf("biggan: unknown GAN loss %s", c.Loss)
@@ -60,25 +61,25 @@ func (c TrainConfig) Validate() error {
 // Paths of the step counters of each network (int64), saved in checkpoints. train.StepVar
 // holds the number of G steps (iterations) between calls to Step.
 const (
-	DStepVar = "/gan/d_step"
-	GStepVar = "/gan/g_step"
+	GANDStepVar = "/gan/d_step"
+	GANGStepVar = "/gan/g_step"
 )
 
-// Batch is one batch of real images [N, Resolution, Resolution, 3] (float, in [-1, 1]) and,
+// GANBatch is one batch of real images [N, Resolution, Resolution, 3] (float, in [-1, 1]) and,
 // for a conditional model, their labels [N] (integers; nil without classes).
-type Batch struct {
+type GANBatch struct {
 	Images, Labels *tensors.Tensor
 }
 
-// StepResult is the outcome of one iteration.
-type StepResult struct {
+// GANStepResult is the outcome of one iteration.
+type GANStepResult struct {
 	Iteration int64          // G steps taken so far, this one included
 	D         []train.Result // one per D step, in order
 	G         train.Result
 }
 
 // Finite reports whether every step of the iteration was applied (see train.Result.Finite).
-func (r StepResult) Finite() bool {
+func (r GANStepResult) Finite() bool {
 	ok := r.G.Finite
 	for _, d := range r.D {
 		ok = ok && d.Finite
@@ -88,7 +89,7 @@ func (r StepResult) Finite() bool {
 
 // Terms are the named terms of the last D step ("d/loss", "d/real", "d/fake", "d/d_real",
 // "d/d_fake") and of the G step ("g/loss", "g/d_fake"), for logging.
-func (r StepResult) Terms() map[string]float64 {
+func (r GANStepResult) Terms() map[string]float64 {
 	terms := map[string]float64{}
 	if len(r.D) > 0 {
 		for k, v := range r.D[len(r.D)-1].Terms {
@@ -101,37 +102,37 @@ func (r StepResult) Terms() map[string]float64 {
 	return terms
 }
 
-// Trainer trains a BigGAN: two train.Trainers sharing one store, the D step optimising the
+// GANTrainer trains a BigGAN: two train.Trainers sharing one store, the D step optimising the
 // variables under "/discriminator" on real images and fakes from the current G (held fixed),
 // the G step optimising "/generator" through the current D. Latents and fake labels are
 // sampled inside the graphs with the store's random generator, so resuming from a checkpoint
 // is exact. Both networks run in training mode in both steps (BN batch statistics and
 // spectral-norm power iterations update in each), as in the reference.
-type Trainer struct {
-	cfg   Config
-	tcfg  TrainConfig
+type GANTrainer struct {
+	cfg   biggan.Config
+	tcfg  GANTrainConfig
 	store *model.Store
 	d, g  *train.Trainer
 	batch int          // the fixed batch size, set by the first Step
 	dtype dtypes.DType // of the images
 }
 
-// NewTrainer prepares the two training steps of cfg on store (graphs compile at the first
+// NewGANTrainer prepares the two training steps of cfg on store (graphs compile at the first
 // Step).
-func NewTrainer(b compute.Backend, store *model.Store, cfg Config, tcfg TrainConfig) (*Trainer, error) {
+func NewGANTrainer(b compute.Backend, store *model.Store, cfg biggan.Config, tcfg GANTrainConfig) (*GANTrainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := tcfg.Validate(); err != nil {
 		return nil, err
 	}
-	t := &Trainer{cfg: cfg, tcfg: tcfg, store: store}
+	t := &GANTrainer{cfg: cfg, tcfg: tcfg, store: store}
 	opt := train.OptimizerConfig{Name: "adamw", Beta1: explicit(tcfg.Beta1), Beta2: explicit(tcfg.Beta2), Eps: tcfg.Eps}
 	var err error
 	t.d, err = train.NewTrainer(b, store, train.Config{
 		Optimizer: opt,
 		Schedule:  train.Schedule{Kind: "constant", BaseLR: tcfg.DLR},
-		Train:     []string{"/" + DiscriminatorScope},
+		Train:     []string{"/" + biggan.DiscriminatorScope},
 	}, t.dLoss)
 	if err != nil {
 		return nil, err
@@ -140,7 +141,7 @@ func NewTrainer(b compute.Backend, store *model.Store, cfg Config, tcfg TrainCon
 		Optimizer: opt,
 		Schedule:  train.Schedule{Kind: "constant", BaseLR: tcfg.GLR},
 		EMADecay:  tcfg.EMADecay,
-		Train:     []string{"/" + GeneratorScope},
+		Train:     []string{"/" + biggan.GeneratorScope},
 	}, t.gLoss)
 	if err != nil {
 		return nil, err
@@ -159,35 +160,35 @@ func explicit(beta float64) float64 {
 }
 
 // Config returns the model configuration.
-func (t *Trainer) Config() Config { return t.cfg }
+func (t *GANTrainer) Config() biggan.Config { return t.cfg }
 
-// Step runs one iteration: TrainConfig.DSteps discriminator steps, one on each real batch, then
+// Step runs one iteration: GANTrainConfig.DSteps discriminator steps, one on each real batch, then
 // one generator step on as many samples as a real batch. Every batch must have the size of the
 // first one (shapes are static). A step whose loss or gradient is not finite changes nothing
-// (train.Result.Finite): check StepResult.Finite.
-func (t *Trainer) Step(real ...Batch) (StepResult, error) {
+// (train.Result.Finite): check GANStepResult.Finite.
+func (t *GANTrainer) Step(real ...GANBatch) (GANStepResult, error) {
 	if len(real) != t.tcfg.DSteps {
-		return StepResult{}, fmt.Errorf("biggan: an iteration takes %d real batches (one per D step), got %d", t.tcfg.DSteps, len(real))
+		return GANStepResult{}, fmt.Errorf("biggan: an iteration takes %d real batches (one per D step), got %d", t.tcfg.DSteps, len(real))
 	}
 	for i, b := range real {
 		if err := t.checkBatch(b); err != nil {
-			return StepResult{}, fmt.Errorf("biggan: real batch %d: %w", i, err)
+			return GANStepResult{}, fmt.Errorf("biggan: real batch %d: %w", i, err)
 		}
 	}
-	var res StepResult
+	var res GANStepResult
 	for _, b := range real {
 		args := []*tensors.Tensor{b.Images}
 		if t.cfg.Conditional() {
 			args = append(args, b.Labels)
 		}
-		r, err := t.withCounter(DStepVar, func() (train.Result, error) { return t.d.Step(args...) })
+		r, err := t.withCounter(GANDStepVar, func() (train.Result, error) { return t.d.Step(args...) })
 		if err != nil {
 			return res, fmt.Errorf("biggan: D step: %w", err)
 		}
 		res.D = append(res.D, r)
 	}
 	// The G step samples everything it needs; its one input only gives the graph a parameter.
-	r, err := t.withCounter(GStepVar, func() (train.Result, error) { return t.g.Step(tensors.FromValue(int32(0))) })
+	r, err := t.withCounter(GANGStepVar, func() (train.Result, error) { return t.g.Step(tensors.FromValue(int32(0))) })
 	if err != nil {
 		return res, fmt.Errorf("biggan: G step: %w", err)
 	}
@@ -195,7 +196,7 @@ func (t *Trainer) Step(real ...Batch) (StepResult, error) {
 	return res, nil
 }
 
-func (t *Trainer) checkBatch(b Batch) error {
+func (t *GANTrainer) checkBatch(b GANBatch) error {
 	if b.Images == nil {
 		return errors.New("no images")
 	}
@@ -211,8 +212,23 @@ func (t *Trainer) checkBatch(b Batch) error {
 		return fmt.Errorf("images %s, but the first batch was (%s)[%d, ...]: batches have a fixed size", s, t.dtype, t.batch)
 	}
 	if t.cfg.Conditional() {
-		if b.Labels == nil || b.Labels.Shape().Rank() != 1 || b.Labels.Shape().Dim(0) != t.batch || !b.Labels.DType().IsInt() {
-			return fmt.Errorf("%d classes need integer labels [%d], got %v", t.cfg.NumClasses, t.batch, b.Labels)
+		if b.Labels == nil || b.Labels.Shape().Rank() != 1 || b.Labels.Shape().Dim(0) != t.batch ||
+			(b.Labels.DType() != dtypes.Int32 && b.Labels.DType() != dtypes.Int64) {
+			return fmt.Errorf("%d classes need int32 or int64 labels [%d], got %v", t.cfg.NumClasses, t.batch, b.Labels)
+		}
+		// A label outside [0, NumClasses) would select no class embedding: reject it here.
+		var labels []int64
+		if b.Labels.DType() == dtypes.Int32 {
+			for _, y := range tensors.MustCopyFlatData[int32](b.Labels) {
+				labels = append(labels, int64(y))
+			}
+		} else {
+			labels = tensors.MustCopyFlatData[int64](b.Labels)
+		}
+		for i, y := range labels {
+			if y < 0 || y >= int64(t.cfg.NumClasses) {
+				return fmt.Errorf("label %d of image %d is not a class in [0, %d)", y, i, t.cfg.NumClasses)
+			}
 		}
 	} else if b.Labels != nil {
 		return errors.New("labels given to an unconditional model")
@@ -223,7 +239,7 @@ func (t *Trainer) checkBatch(b Batch) error {
 // withCounter runs a step of one network with train.StepVar holding that network's own step
 // count (train.Trainer has one counter per store, which Adam's bias correction reads), then
 // saves the count back.
-func (t *Trainer) withCounter(path string, step func() (train.Result, error)) (train.Result, error) {
+func (t *GANTrainer) withCounter(path string, step func() (train.Result, error)) (train.Result, error) {
 	own, err := t.store.CreateVariable(path, tensors.FromValue(int64(0)))
 	if err != nil {
 		return train.Result{}, err
@@ -241,30 +257,30 @@ func (t *Trainer) withCounter(path string, step func() (train.Result, error)) (t
 	return r, own.SetValue(tensors.FromValue(r.Step))
 }
 
-func (t *Trainer) dLoss(scope *model.Scope, batch []*Node) map[string]*Node {
+func (t *GANTrainer) dLoss(scope *model.Scope, batch []*Node) map[string]*Node {
 	images := batch[0]
 	g, n := images.Graph(), images.Shape().Dim(0)
 	var realY, fakeY, y *Node
 	if t.cfg.Conditional() {
 		realY = ConvertDType(batch[1], dtypes.Int32)
-		fakeY = SampleLabels(scope, g, n, t.cfg.NumClasses)
+		fakeY = biggan.SampleLabels(scope, g, n, t.cfg.NumClasses)
 		y = Concatenate([]*Node{fakeY, realY}, 0)
 	}
-	z := SampleZ(scope, g, images.DType(), n, t.cfg.DimZ, 0)
-	fake := StopGradient(NewGenerator(scope.In(GeneratorScope), t.cfg).Taps().Done(z, fakeY).Image)
+	z := biggan.SampleZ(scope, g, images.DType(), n, t.cfg.DimZ, 0)
+	fake := StopGradient(biggan.NewGenerator(scope.In(biggan.GeneratorScope), t.cfg).Taps().Done(z, fakeY).Image)
 	// One pass of D on [fake; real], as the reference's G_D.
-	logits := Discriminate(scope.In(DiscriminatorScope), Concatenate([]*Node{fake, images}, 0), y, t.cfg)
+	logits := biggan.Discriminate(scope.In(biggan.DiscriminatorScope), Concatenate([]*Node{fake, images}, 0), y, t.cfg)
 	dFake, dReal := Slice(logits, AxisRange(0, n)), Slice(logits, AxisRange(n, 2*n))
 	return gan.DiscriminatorLoss(t.tcfg.Loss, dReal, dFake)
 }
 
-func (t *Trainer) gLoss(scope *model.Scope, batch []*Node) map[string]*Node {
+func (t *GANTrainer) gLoss(scope *model.Scope, batch []*Node) map[string]*Node {
 	g, n := batch[0].Graph(), t.batch
 	var y *Node
 	if t.cfg.Conditional() {
-		y = SampleLabels(scope, g, n, t.cfg.NumClasses)
+		y = biggan.SampleLabels(scope, g, n, t.cfg.NumClasses)
 	}
-	z := SampleZ(scope, g, t.dtype, n, t.cfg.DimZ, 0)
-	fake := NewGenerator(scope.In(GeneratorScope), t.cfg).Taps().Done(z, y).Image
-	return gan.GeneratorLoss(t.tcfg.Loss, Discriminate(scope.In(DiscriminatorScope), fake, y, t.cfg))
+	z := biggan.SampleZ(scope, g, t.dtype, n, t.cfg.DimZ, 0)
+	fake := biggan.NewGenerator(scope.In(biggan.GeneratorScope), t.cfg).Taps().Done(z, y).Image
+	return gan.GeneratorLoss(t.tcfg.Loss, biggan.Discriminate(scope.In(biggan.DiscriminatorScope), fake, y, t.cfg))
 }
