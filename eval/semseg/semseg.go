@@ -8,8 +8,20 @@
 // predictions has no IoU (NaN); NaNs are left out of the means, as numpy.nanmean does.
 // Unlike mmseg, which silently drops them, labels and predictions outside [0, numClasses)
 // (other than ignored labels) are errors: they always mean a mislabelled dataset or model.
-// Counts are exact (int64) and ratios float64, where mmseg uses float32; the numbers it
-// reports, in percent to 2 decimals, agree.
+//
+// Counts are exact (int64) and Result's ratios float64 (result.json keeps them at full
+// precision). The numbers printed and returned by Metrics, in percent to 2 decimals, are
+// computed as mmseg computes them under numpy 1.x, so that they agree digit for digit,
+// including at .xx5 boundaries where a float64 rounding of the exact ratio differs:
+//   - per class: the ratio in float32 (mmseg divides float32 counts), times 100 and rounded
+//     to 2 decimals in float32 arithmetic (np.round on a float32 array: multiply by 100,
+//     round half to even, divide by 100), printed as str() of a float32;
+//   - summary (mIoU, mAcc, aAcc): np.nanmean of the float32 ratios (numpy's pairwise float32
+//     sum, divided by the count), then times 100 and rounded in float64 (under numpy 1.x a
+//     float32 scalar times a Python int is a float64; numpy 2 would stay in float32).
+//
+// mmseg sums per-image float32 histograms, which are inexact past 2^24 pixels of one class;
+// our counts stay exact, so for such datasets the last printed digit may still differ rarely.
 package semseg
 
 import (
@@ -180,14 +192,82 @@ func nanMean(v []float64) float64 {
 }
 
 // Metrics are the summary numbers named as mmseg names them, in percent rounded to 2
-// decimals as mmseg reports them: "aAcc", "mIoU", "mAcc".
+// decimals exactly as mmseg computes them (see the package doc): "aAcc", "mIoU", "mAcc".
+// Print these, not 100*MIoU with %.2f, to show the digits mmseg shows.
 func (r Result) Metrics() map[string]float64 {
-	return map[string]float64{"aAcc": pct(r.AAcc), "mIoU": pct(r.MIoU), "mAcc": pct(r.MAcc)}
+	return map[string]float64{
+		"aAcc": summaryPercent([]float64{r.AAcc}),
+		"mIoU": summaryPercent(r.IoU),
+		"mAcc": summaryPercent(r.Acc),
+	}
 }
 
-// pct is numpy's round(v * 100, 2).
-func pct(v float64) float64 {
-	return math.RoundToEven(v*100*100) / 100
+// classPercent is mmseg's per-class number: np.round(v * 100, 2) on a float32 array, every
+// operation rounded to float32. (float32(v) of the float64 ratio is the float32 division of
+// the counts: a quotient rounded to float64 and then to float32 is correctly rounded.)
+func classPercent(v float64) float32 {
+	x := float32(float32(v) * 100)
+	y := float32(x * 100)
+	return float32(float32(math.RoundToEven(float64(y))) / 100)
+}
+
+// summaryPercent is mmseg's summary number: np.round(np.nanmean(v) * 100, 2) where v is a
+// float32 array and, under numpy 1.x, the float32 mean times 100 is a float64.
+func summaryPercent(v []float64) float64 {
+	x := float64(nanMean32(v)) * 100
+	return math.RoundToEven(x*100) / 100
+}
+
+// nanMean32 is numpy's nanmean of the values as a float32 array: NaNs replaced by 0, a float32
+// sum (numpy's pairwise summation), divided by the number of non-NaN values (the float32 sum
+// divided by an integer count is computed in float64 and rounded back to float32).
+func nanMean32(v []float64) float32 {
+	vals := make([]float32, len(v))
+	n := 0
+	for i, x := range v {
+		if !math.IsNaN(x) {
+			vals[i] = float32(x)
+			n++
+		}
+	}
+	if n == 0 {
+		return float32(math.NaN())
+	}
+	return float32(float64(pairwiseSum32(vals)) / float64(n))
+}
+
+// pairwiseSum32 is numpy's pairwise_sum for float32 (numpy/_core/src/umath/loops_utils.h.src):
+// below 8 values a plain loop, up to 128 eight interleaved accumulators, beyond that the two
+// halves (split at a multiple of 8) summed recursively. np.sum of a contiguous float32 array
+// is 0 + pairwiseSum32 of all its values.
+func pairwiseSum32(a []float32) float32 {
+	n := len(a)
+	switch {
+	case n < 8:
+		var res float32
+		for _, x := range a {
+			res = float32(res + x)
+		}
+		return res
+	case n <= 128:
+		var r [8]float32
+		copy(r[:], a[:8])
+		i := 8
+		for ; i < n-n%8; i += 8 {
+			for j := range r {
+				r[j] = float32(r[j] + a[i+j])
+			}
+		}
+		res := float32(float32(float32(r[0]+r[1])+float32(r[2]+r[3])) + float32(float32(r[4]+r[5])+float32(r[6]+r[7])))
+		for ; i < n; i++ {
+			res = float32(res + a[i])
+		}
+		return res
+	default:
+		n2 := n / 2
+		n2 -= n2 % 8
+		return float32(pairwiseSum32(a[:n2]) + pairwiseSum32(a[n2:]))
+	}
 }
 
 // Format prints the per-class table and the summary as mmseg logs them. classNames may be
@@ -199,23 +279,30 @@ func (r Result) Format(classNames []string) string {
 		if c < len(classNames) {
 			name = classNames[c]
 		}
-		rows[c] = []string{name, pyFloat(pct(r.IoU[c])), pyFloat(pct(r.Acc[c]))}
+		rows[c] = []string{name, pyFloat32(classPercent(r.IoU[c])), pyFloat32(classPercent(r.Acc[c]))}
 	}
 	var sb strings.Builder
 	sb.WriteString("per class results:\n")
 	sb.WriteString(prettyTable([]string{"Class", "IoU", "Acc"}, rows))
 	sb.WriteString("Summary:\n")
+	m := r.Metrics()
 	sb.WriteString(prettyTable([]string{"aAcc", "mIoU", "mAcc"},
-		[][]string{{pyFloat(pct(r.AAcc)), pyFloat(pct(r.MIoU)), pyFloat(pct(r.MAcc))}}))
+		[][]string{{pyFloat(m["aAcc"]), pyFloat(m["mIoU"]), pyFloat(m["mAcc"])}}))
 	return sb.String()
 }
 
 // pyFloat formats like Python's str(float): shortest round-trip digits, "100.0", "nan".
-func pyFloat(v float64) string {
+func pyFloat(v float64) string { return shortest(v, 64) }
+
+// pyFloat32 formats like numpy's str(np.float32): the shortest digits that round-trip in
+// float32.
+func pyFloat32(v float32) string { return shortest(float64(v), 32) }
+
+func shortest(v float64, bits int) string {
 	if math.IsNaN(v) {
 		return "nan"
 	}
-	s := strconv.FormatFloat(v, 'f', -1, 64)
+	s := strconv.FormatFloat(v, 'f', -1, bits)
 	if !strings.ContainsAny(s, ".") {
 		s += ".0"
 	}
