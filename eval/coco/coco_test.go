@@ -296,6 +296,60 @@ func TestErrorsNameFileAndAnnotation(t *testing.T) {
 	}
 }
 
+// TestDuplicateAnnotationIDsRejected: two ground-truth annotations with the same id (here on
+// different images, each perfectly detected) would be evaluated by pycocotools as the later one
+// twice; loading the file, or evaluating such a dataset built in memory, is an error naming
+// the source and the id instead.
+func TestDuplicateAnnotationIDsRejected(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dup.json")
+	doc := `{"images":[{"id":1,"height":10,"width":10},{"id":2,"height":10,"width":10}],
+		"categories":[{"id":1,"name":"a"}],
+		"annotations":[{"id":3,"image_id":1,"category_id":1,"area":4,"bbox":[0,0,2,2]},
+		               {"id":5,"image_id":1,"category_id":1,"area":9,"bbox":[5,5,3,3]},
+		               {"id":3,"image_id":2,"category_id":1,"area":16,"bbox":[1,1,4,4]}]}`
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadDataset(path)
+	if err == nil {
+		t.Fatal("two annotations with id 3: no error")
+	}
+	for _, want := range []string{path, "same id 3", "#0 and #2"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q should contain %q", err, want)
+		}
+	}
+
+	gt := &Dataset{Source: "in-memory ground truth",
+		Images:     []Image{{ID: 1, Height: 10, Width: 10}, {ID: 2, Height: 10, Width: 10}},
+		Categories: []Category{{ID: 1, Name: "a"}},
+		Annotations: []Annotation{
+			{ID: 7, ImageID: 1, CategoryID: 1, Area: 4, BBox: []float64{0, 0, 2, 2}},
+			{ID: 7, ImageID: 2, CategoryID: 1, Area: 16, BBox: []float64{1, 1, 4, 4}},
+		}}
+	dt, err := LoadRes(gt, []Result{
+		{ImageID: 1, CategoryID: 1, Score: 0.9, BBox: []float64{0, 0, 2, 2}},
+		{ImageID: 2, CategoryID: 1, Score: 0.8, BBox: []float64{1, 1, 4, 4}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = NewCOCOeval(gt, dt, BBox).Evaluate()
+	if err == nil || !strings.Contains(err.Error(), "in-memory ground truth") || !strings.Contains(err.Error(), "same id 7") {
+		t.Errorf("evaluating ground truth with id 7 twice: error %v, want one naming the source and id 7", err)
+	}
+	// With distinct ids the same data evaluates (AP 1: each box detected exactly).
+	gt.Annotations[1].ID = 8
+	e := NewCOCOeval(gt, dt, BBox)
+	if err := e.Evaluate(); err != nil {
+		t.Fatal(err)
+	}
+	e.Accumulate()
+	if ap := e.Summarize().Stats.AP; ap != 1 {
+		t.Errorf("AP %v with distinct ids, want 1", ap)
+	}
+}
+
 // TestRandomCaseMatchesPycocotools covers what the hand-made cases do not reach at once:
 // 15 images of varied sizes, 4 categories (one never used), polygon and uncompressed-RLE
 // crowd ground truth, gt areas sometimes the box area instead of the mask's, near-duplicate

@@ -127,12 +127,17 @@ func NewCOCOeval(gt, dt *Dataset, iouType IoUType) *COCOeval {
 }
 
 // Evaluate runs the per-image evaluation (pycocotools' evaluate). Errors name the
-// annotation whose box or mask is unusable.
+// annotation whose box or mask is unusable, or an annotation id used twice (see the package doc).
 func (e *COCOeval) Evaluate() error {
 	p := &e.Params
 	p.ImgIDs = sortedUnique(p.ImgIDs)
 	p.CatIDs = sortedUnique(p.CatIDs)
 	slices.Sort(p.MaxDets)
+	for _, d := range []*Dataset{e.gt, e.dt} {
+		if err := d.checkUniqueIDs(); err != nil {
+			return err
+		}
+	}
 	if err := e.prepare(); err != nil {
 		return err
 	}
