@@ -3,12 +3,14 @@ package teachers
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/dreamteacher-go/dreamteacher/models/biggan"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
 	"github.com/dreamteacher-go/dreamteacher/models/regressor"
 	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/ml/model"
 )
@@ -16,17 +18,30 @@ import (
 // GAN is a frozen BigGAN teacher, DreamTeacher's "synthesized dataset": GANs cannot encode real
 // images, so each step samples latents, generates images and records the generator's
 // multi-scale features; the student sees the generated images.
+//
+// The paper's GAN teacher is BigGAN trained on ImageNet, a class-conditional generator. The
+// paper does not say which classes its synthesized dataset covers; ours: each image's class is
+// drawn uniformly and independently (per image, per step, from the store's random generator,
+// so a seeded run draws the same classes), over all the generator's classes by default, as
+// BigGAN's own sampling and ImageNet's nearly balanced classes; Classes restricts the draw to
+// a list (SetClasses; distillation's teacher_classes setting), e.g. the classes of a target
+// domain. Unconditional generators take no classes.
 type GAN struct {
 	Config     biggan.Config
 	Name       string // the BigGAN configuration's registered name
 	Taps       []biggan.TapInfo
 	Truncation float64 // > 0: latents from the normal truncated to ±Truncation
+	// Classes, for a class-conditional generator, are the classes each synthesized image's
+	// label is drawn from, uniformly (nil: all Config.NumClasses; see SetClasses).
+	Classes    []int
 	Checkpoint string
 	FromScope  string // the scope holding the generator in the checkpoint (/generator)
 }
 
 // LoadGAN reads the teacher's configuration from its pre-training checkpoint's settings
-// ("biggan"), without loading its weights (Load does). taps empty means biggan.DefaultTaps.
+// ("biggan" and "num_classes"; see pretrain.GANConfigOf), without loading its weights (Load
+// does). taps empty means biggan.DefaultTaps. A conditional teacher draws its classes from
+// all of them until SetClasses says otherwise.
 func LoadGAN(ckpt, fromScope string, taps []string, truncation float64) (*GAN, error) {
 	if st, err := os.Stat(ckpt); err == nil && st.IsDir() {
 		last, ok, err := train.Latest(ckpt)
@@ -39,16 +54,9 @@ func LoadGAN(ckpt, fromScope string, taps []string, truncation float64) (*GAN, e
 	if err != nil {
 		return nil, fmt.Errorf("teacher: %w", err)
 	}
-	name, ok := settings["biggan"].(string)
-	if !ok {
-		return nil, fmt.Errorf("teacher %s: not a BigGAN pre-training checkpoint (no \"biggan\" setting)", ckpt)
-	}
-	cfg, err := biggan.Get(name)
+	cfg, name, err := pretrain.GANConfigOf(settings)
 	if err != nil {
 		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
-	}
-	if cfg.Conditional() {
-		return nil, fmt.Errorf("teacher %s: biggan %s is class-conditional; distillation uses unconditional generators", ckpt, name)
 	}
 	if len(taps) == 0 {
 		taps = biggan.DefaultTaps(cfg)
@@ -62,6 +70,21 @@ func LoadGAN(ckpt, fromScope string, taps []string, truncation float64) (*GAN, e
 		t.Taps = append(t.Taps, info)
 	}
 	return t, nil
+}
+
+// SetClasses restricts a conditional teacher's classes to the given ones (each image's class
+// drawn uniformly from them; a class listed twice is drawn twice as often); empty means all.
+// It is an error for a class outside the generator's, or for any class with an unconditional
+// generator.
+func (t *GAN) SetClasses(classes []int) error {
+	if err := biggan.CheckClasses(classes, t.Config.NumClasses); err != nil {
+		return fmt.Errorf("teacher %s (biggan %s): %w", t.Checkpoint, t.Name, err)
+	}
+	t.Classes = slices.Clone(classes)
+	if len(classes) == 0 {
+		t.Classes = nil
+	}
+	return nil
 }
 
 // IsGAN reports whether the checkpoint is a BigGAN teacher's (its settings name a "biggan").
@@ -81,22 +104,32 @@ func IsGAN(ckpt string) bool {
 	return ok
 }
 
-// Generate samples n latents with the store's RNG and returns the generated images in [0, 1]
-// and the generator's features by tap name, without gradient, the generator frozen (its
-// BatchNorms with their running statistics).
+// Generate samples n latents (and, for a conditional generator, n classes: see GAN) with the
+// store's RNG and returns the generated images in [0, 1] and the generator's features by tap
+// name, without gradient, the generator frozen (its BatchNorms with their running statistics).
 func (t *GAN) Generate(scope *model.Scope, g *Graph, n int, like *Node) (images *Node, feats map[string]*Node) {
+	images, feats, _ = t.GenerateWithLabels(scope, g, n, like)
+	return images, feats
+}
+
+// GenerateWithLabels is Generate that also returns the classes [n] (int32) of the images (nil
+// for an unconditional generator).
+func (t *GAN) GenerateWithLabels(scope *model.Scope, g *Graph, n int, like *Node) (images *Node, feats map[string]*Node, labels *Node) {
 	nn.Freeze(scope)
 	names := make([]string, len(t.Taps))
 	for i, tap := range t.Taps {
 		names[i] = tap.Name
 	}
 	z := biggan.SampleZ(scope, g, like.DType(), n, t.Config.DimZ, t.Truncation)
-	out := biggan.Generate(scope.In("generator"), z, nil, t.Config, names...)
+	if t.Config.Conditional() {
+		labels = biggan.SampleLabelsFrom(scope, g, n, t.Config.NumClasses, t.Classes)
+	}
+	out := biggan.Generate(scope.In("generator"), z, labels, t.Config, names...)
 	feats = make(map[string]*Node, len(names))
 	for _, name := range names {
 		feats[name] = StopGradient(out.Taps[name])
 	}
-	return StopGradient(MulScalar(AddScalar(out.Image, 1), 0.5)), feats
+	return StopGradient(MulScalar(AddScalar(out.Image, 1), 0.5)), feats, labels
 }
 
 // Load copies the generator's weights into the store under Scope/generator (strictly) and
@@ -121,5 +154,12 @@ func (t *GAN) Describe() string {
 	for i, tap := range t.Taps {
 		s[i] = fmt.Sprintf("%s (%d ch, stride %d)", tap.Name, tap.Channels, tap.Stride)
 	}
-	return fmt.Sprintf("GAN teacher %s from %s (%s), taps %s", t.Name, t.Checkpoint, t.FromScope, strings.Join(s, ", "))
+	classes := ""
+	switch {
+	case t.Config.Conditional() && t.Classes == nil:
+		classes = fmt.Sprintf(", classes uniform over all %d", t.Config.NumClasses)
+	case t.Config.Conditional():
+		classes = fmt.Sprintf(", classes uniform over %v", t.Classes)
+	}
+	return fmt.Sprintf("GAN teacher %s from %s (%s), taps %s%s", t.Name, t.Checkpoint, t.FromScope, strings.Join(s, ", "), classes)
 }

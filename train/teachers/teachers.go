@@ -1,6 +1,8 @@
 // Package teachers holds the frozen generative teachers that distillation and the interpreter
-// read features from: the ADM diffusion teacher ("encoded dataset": real images noised to step t
-// with fresh noise, one UNet pass) described by its pre-training checkpoint.
+// read features from, each described by its pre-training checkpoint: the ADM diffusion teacher
+// ("encoded dataset": real images noised to step t with fresh noise, one UNet pass) and the
+// BigGAN teacher (gan.go, "synthesized dataset": images and features generated on the fly,
+// class-conditional as the paper's ImageNet BigGAN, or not).
 package teachers
 
 import (
