@@ -76,8 +76,9 @@ func Defaults() map[string]any {
 		// mode is "feature" (L_feat), "label" (L_ld: the interpreter's soft labels through a
 		// logit head on the regressor's outputs) or "mixed" (L_feat + ld_weight * L_ld).
 		"mode":             "feature",
-		"truncation":       0.0, // GAN teachers: latents from the normal truncated to ±truncation (0: none)
-		"interpreter":      "",  // checkpoint of interpreter training (label and mixed modes)
+		"truncation":       0.0,     // GAN teachers: latents from the normal truncated to ±truncation (0: none)
+		"teacher_classes":  []int{}, // class-conditional GAN teachers: each image's class drawn uniformly from these (empty: all)
+		"interpreter":      "",      // checkpoint of interpreter training (label and mixed modes)
 		"tau":              4.0,
 		"ld_weight":        1.0,
 		"batch":            16,
@@ -218,11 +219,17 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		if err != nil {
 			return Result{}, err
 		}
+		if err := gan.SetClasses(configs.Get[[]int](store, "teacher_classes")); err != nil {
+			return Result{}, fmt.Errorf("teacher_classes: %w", err)
+		}
 		if str("mode") != "feature" {
 			return Result{}, fmt.Errorf("mode %s: label distillation needs an interpreter of a diffusion teacher; a GAN teacher distils features only", str("mode"))
 		}
 		src = ganSource(store, gan)
 	} else {
+		if classes := configs.Get[[]int](store, "teacher_classes"); len(classes) > 0 {
+			return Result{}, fmt.Errorf("teacher_classes %v: only a class-conditional GAN teacher draws classes; the teacher %q is not a BigGAN checkpoint", classes, str("teacher"))
+		}
 		teacher, err := teachers.LoadDiffusion(str("teacher"), str("teacher_scope"), "", num("t"), taps)
 		if err != nil {
 			return Result{}, err
