@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -43,6 +44,7 @@ func runSample(args []string) error {
 	steps := fs.Int("steps", 100, "sampling steps (ADM; respaced)")
 	sampler := fs.String("sampler", "ddpm", "ADM sampler: ddpm (ancestral) or ddim")
 	ema := fs.Bool("ema", true, "sample with the EMA weights")
+	classesFlag := fs.String("classes", "", "BigGAN, class-conditional: comma-separated classes each image's class is drawn from (default: all)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -68,12 +70,26 @@ func runSample(args []string) error {
 	if _, err := train.Restore(store, path); err != nil {
 		return err
 	}
-	if name, ok := settings["biggan"].(string); ok {
-		cfg, err := biggan.Get(name)
+	if _, ok := settings["biggan"]; ok {
+		cfg, name, err := pretrain.GANConfigOf(settings)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", path, err)
 		}
-		if err := pretrain.GANSampleGrid(b, store, cfg, *n, *out); err != nil {
+		var classes []int
+		for _, s := range strings.Split(*classesFlag, ",") {
+			if s = strings.TrimSpace(s); s == "" {
+				continue
+			}
+			k, err := strconv.Atoi(s)
+			if err != nil {
+				return usagef("--classes: %q is not an integer", s)
+			}
+			classes = append(classes, k)
+		}
+		if err := biggan.CheckClasses(classes, cfg.NumClasses); err != nil {
+			return usagef("--classes: %v (the generator of %s)", err, path)
+		}
+		if err := pretrain.GANSampleGrid(b, store, cfg, *n, *out, classes...); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%d samples of %s -> %s\n", *n, name, *out)
