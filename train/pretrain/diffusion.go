@@ -1,5 +1,7 @@
-// Package pretrain trains the generative teachers on unlabeled images: the ADM diffusion UNet
-// (this file) and BigGAN. The teacher checkpoint it writes is what distillation loads.
+// Package pretrain trains the generative teachers: the ADM diffusion UNet on unlabeled images
+// (this file), and BigGAN (gan.go; its training step, GANTrainer, in gan_step.go),
+// class-conditional on a labelled dataset as the paper's ImageNet BigGAN, or unconditional on
+// any images. The teacher checkpoint it writes is what distillation loads.
 package pretrain
 
 import (
