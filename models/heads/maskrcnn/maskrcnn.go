@@ -138,9 +138,11 @@ func Losses(scope *model.Scope, feats backbones.Features, images *Node, gt Groun
 		"loss_box_reg": lossBox,
 		"loss_mask":    ConvertDType(lossMask, dt),
 	}
+	// Summed in a fixed order (detectron2's): a map's order changes from run to run, and so would
+	// the float32 rounding of the sum.
 	total := ScalarZero(g, dt)
-	for _, v := range terms {
-		total = Add(total, v)
+	for _, name := range []string{"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"} {
+		total = Add(total, terms[name])
 	}
 	terms["loss"] = total
 	terms["num_fg_rois"] = DivScalar(ReduceAllSum(ConvertDType(samples.Foreground, dt)), float64(n))
