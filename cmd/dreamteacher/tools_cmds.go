@@ -39,7 +39,7 @@ func init() {
 func runSample(args []string) error {
 	fs, backendFlag := flagSet("sample")
 	ckpt := fs.String("checkpoint", "", "a pretrain-diffusion or pretrain-gan checkpoint (file, or its output folder)")
-	out := fs.String("out", "samples.png", "PNG to write")
+	out := fs.String("out", "samples.png", "PNG to write (a folder: samples.png in it)")
 	n := fs.Int("n", 16, "number of images")
 	steps := fs.Int("steps", 100, "sampling steps (ADM; respaced)")
 	sampler := fs.String("sampler", "ddpm", "ADM sampler: ddpm (ancestral) or ddim")
@@ -47,6 +47,9 @@ func runSample(args []string) error {
 	classesFlag := fs.String("classes", "", "BigGAN, class-conditional: comma-separated classes each image's class is drawn from (default: all)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if fi, err := os.Stat(*out); err == nil && fi.IsDir() {
+		*out = filepath.Join(*out, "samples.png")
 	}
 	path, err := checkpointPath("checkpoint", *ckpt)
 	if err != nil {
@@ -210,7 +213,8 @@ func runEval(args []string) error {
 	}
 	res := ev.Evaluate()
 	fmt.Fprint(stdout, res.Format(classes))
-	fmt.Fprintf(stdout, "mIoU %.2f  mAcc %.2f  aAcc %.2f  (%d images of %s)\n", 100*res.MIoU, 100*res.MAcc, 100*res.AAcc, ds.Len(), ds.Name())
+	m := res.Metrics() // rounded as mmseg prints them
+	fmt.Fprintf(stdout, "mIoU %.2f  mAcc %.2f  aAcc %.2f  (%d images of %s)\n", m["mIoU"], m["mAcc"], m["aAcc"], ds.Len(), ds.Name())
 	return nil
 }
 
