@@ -241,5 +241,8 @@ func NewStore(defaults map[string]any, settings []Setting, set ...string) (*mode
 	if err := Apply(store, defaults, append(append([]Setting{}, settings...), overrides...)); err != nil {
 		return nil, err
 	}
+	if err := Check(store, defaults); err != nil {
+		return nil, err
+	}
 	return store, nil
 }

@@ -109,7 +109,7 @@ func TestDistillStep(t *testing.T) {
 
 func TestDistillErrors(t *testing.T) {
 	data, teacher := tinyTeacher(t)
-	base := []string{"dataset=scenes", "data=" + data, "size=32,32", "batch=2", "steps=1", "workers=1", "regressor_width=8"}
+	base := []string{"dataset=scenes", "data=" + data, "size=32,32", "batch=2", "steps=1", "warmup=0", "workers=1", "regressor_width=8"}
 	for _, tc := range []struct{ set, want string }{
 		{"taps=dec_s64", `unknown feature tap "dec_s64"`},
 		{"size=30,32", "30"},
@@ -194,8 +194,12 @@ func TestMixedDistillation(t *testing.T) {
 			t.Errorf("interpreter variable %s is trainable", v.Path())
 		}
 	}
-	// A feature-mode setting with a mode typo is an error.
-	bad := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher, "mode=labels")
+	// A mode typo is an error: at parse time, and in Run for a store made by hand.
+	if _, err := configs.NewStore(Defaults(), nil, "mode=labels"); err == nil || !strings.Contains(err.Error(), "mode = labels") {
+		t.Errorf("bad mode setting: %v", err)
+	}
+	bad := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher)
+	bad.SetParam("/mode", "labels")
 	if _, err := Run(backend.Go(), bad, t.TempDir(), io.Discard); err == nil || !strings.Contains(err.Error(), `"labels"`) {
 		t.Errorf("bad mode error: %v", err)
 	}

@@ -71,8 +71,14 @@ func TestDiffusionPretrainResumeAndSample(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "30") {
 		t.Errorf("bad size error: %v", err)
 	}
-	// So is an unknown sampler, before any training.
-	_, err = Diffusion(backend.Go(), diffusionStore(t, append(set, "sampler=euler")...), t.TempDir(), io.Discard)
+	// So is an unknown sampler: the settings are refused before anything is built, and the
+	// recipe checks it too for a store made by hand.
+	if _, err := configs.NewStore(DiffusionDefaults(), nil, append(set, "sampler=euler")...); err == nil || !strings.Contains(err.Error(), "sampler = euler") {
+		t.Errorf("bad sampler setting: %v", err)
+	}
+	bad := diffusionStore(t, set...)
+	bad.SetParam("/sampler", "euler")
+	_, err = Diffusion(backend.Go(), bad, t.TempDir(), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `"euler"`) {
 		t.Errorf("bad sampler error: %v", err)
 	}
