@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/internal/safetensors"
 	"github.com/gomlx/compute/dtypes"
@@ -488,4 +489,62 @@ func unmarshal[T any](raw json.RawMessage) (T, error) {
 	var v T
 	err := json.Unmarshal(raw, &v)
 	return v, err
+}
+
+// RemoveStaleTemps deletes the temporary files that an interrupted checkpoint write leaves in
+// dir (".ckpt-*.tmp-*", as safetensors.WriteFile names them; other atomic writers of ours use the
+// same ".<name>.tmp-*" form) and returns their names. Call it when a run starts, before anything
+// writes to dir: a run owns its folder.
+func RemoveStaleTemps(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasPrefix(e.Name(), ".") || !strings.Contains(e.Name(), ".tmp-") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			return removed, fmt.Errorf("removing a stale temporary file: %w", err)
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
+}
+
+// MoveAside moves the files of an earlier run in dir (checkpoints, metrics, result.json, PNGs:
+// every entry but earlier "restarted-*" folders) into dir/restarted-<time>/, so that a run started
+// over in dir neither mixes with them nor resumes from them, and nothing is lost. It returns
+// the new folder, or "" when dir holds nothing.
+func MoveAside(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var move []string
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "restarted-") {
+			move = append(move, e.Name())
+		}
+	}
+	if len(move) == 0 {
+		return "", nil
+	}
+	aside := filepath.Join(dir, "restarted-"+time.Now().Format("20060102-150405.000"))
+	if err := os.Mkdir(aside, 0o755); err != nil {
+		return "", fmt.Errorf("--restart: %w", err)
+	}
+	for _, name := range move {
+		if err := os.Rename(filepath.Join(dir, name), filepath.Join(aside, name)); err != nil {
+			return aside, fmt.Errorf("--restart: moving the earlier run aside: %w", err)
+		}
+	}
+	return aside, nil
 }

@@ -43,12 +43,16 @@ type LoopConfig struct {
 	Out io.Writer
 }
 
+// TrainSecondsParam is the store setting that carries a run's training time (seconds, all its
+// segments up to the checkpoint) from one checkpoint to the next.
+const TrainSecondsParam = "/train/seconds"
+
 // Summary of a finished run.
 type Summary struct {
 	Steps      int64
 	Last       Result
 	Checkpoint string
-	Elapsed    time.Duration
+	Elapsed    time.Duration // training time of the whole run, earlier segments of a resumed run included
 	Metrics    string
 	Plot       string
 }
@@ -108,7 +112,16 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 		}
 		return cfg.Meta()
 	}
+	// The training time of a resumed run counts its earlier segments, up to the checkpoint it
+	// resumed from.
+	prior := 0.0
+	if v, ok := store.GetParam(TrainSecondsParam); ok {
+		prior, _ = v.(float64)
+	}
+	t0 := time.Now()
+	elapsed := func() time.Duration { return time.Duration(prior*float64(time.Second)) + time.Since(t0) }
 	save := func(step int64) error {
+		store.SetParam(TrainSecondsParam, elapsed().Seconds())
 		p, err := Save(store, cfg.Dir, step, meta(), cfg.Keep, cfg.Exclude...)
 		if err != nil {
 			return err
@@ -118,7 +131,6 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 	}
 
 	bar := newProgress(out, start, cfg.Steps)
-	t0 := time.Now()
 	lastLog, lastLogTime := start, t0
 	var pending []Record
 	flush := func() error {
@@ -178,7 +190,7 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 			return sum, err
 		}
 	}
-	sum.Elapsed = time.Since(t0)
+	sum.Elapsed = elapsed()
 	if records, err := ReadMetrics(sum.Metrics); err == nil && len(records) > 1 {
 		if err := PlotLosses(records, lossKeys(records), cfg.Title, sum.Plot); err != nil {
 			return sum, err
@@ -284,4 +296,17 @@ func (p *progress) finish() {
 		p.bar.Finish()
 		fmt.Fprintln(p.out)
 	}
+}
+
+// Seed makes a fresh run reproducible: it seeds the store's random-number generator, which
+// draws everything random inside the compiled graphs (the variables' initialisation, diffusion
+// noise and timesteps, dropout, RPN and RoI sampling), from the run's seed. A resumed run
+// (step > 0) keeps the generator state restored from its checkpoint, so it continues exactly.
+// The data order and augmentations are seeded separately, by the loader (loader.Config.Seed).
+// Without it GoMLX seeds the generator from the operating system's entropy at the first step.
+func Seed(store *model.Store, seed int64) error {
+	if CurrentStep(store) > 0 {
+		return nil
+	}
+	return store.SetRNGStateFromSeed(seed)
 }

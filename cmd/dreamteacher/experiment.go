@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,22 +27,40 @@ func (s *setFlag) Set(v string) error { *s = append(*s, v); return nil }
 // experiment holds the flags every training command shares.
 type experiment struct {
 	fs       *flag.FlagSet
+	command  string // what the run is, as its checkpoints record it: "distill", "finetune --task semseg"
 	backend  *string
 	config   *string
 	sets     setFlag
 	out      *string
 	restart  *bool
+	skipBad  *bool
 	defaults map[string]any
 }
 
-func newExperiment(name, defaultOut string, defaults map[string]any) *experiment {
-	fs, b := flagSet(name)
-	e := &experiment{fs: fs, backend: b, defaults: defaults}
+func newExperiment(command, defaultOut string, defaults map[string]any) *experiment {
+	fs, b := flagSet(strings.Fields(command)[0])
+	e := &experiment{fs: fs, command: command, backend: b, defaults: defaults}
 	e.config = fs.String("config", "", "experiment config: a name among "+strings.Join(configs.Names(), ", ")+", or a file")
 	fs.Var(&e.sets, "set", "override one setting, key=value (repeatable); see --show-settings")
 	e.out = fs.String("out", defaultOut, "output folder (checkpoints, metrics.jsonl, PNGs); a run found there resumes")
-	e.restart = fs.Bool("restart", false, "ignore checkpoints in --out and start over (they are kept until overwritten)")
+	e.restart = fs.Bool("restart", false, "start over: the earlier run's files in --out are moved aside to --out/restarted-<time>/")
+	if _, ok := defaults["skip_bad"]; ok {
+		e.skipBad = fs.Bool("skip-bad", false, "leave out images that fail to load, listing them in the output and result.json (= --set skip_bad=true)")
+	}
 	return e
+}
+
+// commandParam records in the store, and so in every checkpoint, which command started the run.
+const commandParam = "/run/command"
+
+// resumable are the settings a resumed run may change: how long it trains, how often it logs and
+// saves, how its data are read and where they lie, and what it draws at the end. Every other
+// setting defines the run (the model and its graph, the data it learns from, the optimisation)
+// and must be the one its checkpoints were written with.
+var resumable = map[string]bool{
+	"steps": true, "epochs": true, "checkpoint_every": true, "log_every": true, "workers": true, "data": true,
+	"skip_bad": true, "samples": true, "sample_steps": true, "sampler": true, "overlays": true,
+	"feature_images": true, "eval_batch": true, "vis_threshold": true,
 }
 
 // pathSettings are settings naming files or folders that must exist (when set).
@@ -66,23 +87,35 @@ func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, erro
 		return nil, nil, usagef("%v", err)
 	}
 	settings = append(settings, s...)
+	if e.skipBad != nil && *e.skipBad {
+		settings = append(settings, configs.Setting{Key: "skip_bad", Value: "true", Origin: "--skip-bad"})
+	}
 	if *show {
 		store := model.NewStore()
 		configs.SetDefaults(store, e.defaults)
 		if err := configs.Apply(store, e.defaults, settings); err != nil {
 			return nil, nil, usagef("%v", err)
 		}
+		if err := configs.Check(store, e.defaults); err != nil {
+			return nil, nil, usagef("%v", err)
+		}
 		fmt.Fprint(stdout, configs.Format(store, e.defaults))
 		return nil, nil, flag.ErrHelp
 	}
 	store := model.NewStore()
+	var resumed map[string]any // the settings of the checkpoint resumed from
+	var resumedFrom string
 	if !*e.restart {
 		if ck, ok, err := train.Latest(*e.out); err != nil {
 			return nil, nil, err
 		} else if ok {
+			if resumed, err = e.checkCommand(ck.Path); err != nil {
+				return nil, nil, err
+			}
 			if _, err := train.Restore(store, ck.Path); err != nil {
 				return nil, nil, fmt.Errorf("resuming from %s: %w", ck.Path, err)
 			}
+			resumedFrom = ck.Path
 			fmt.Fprintf(os.Stderr, "resuming from %s (step %d)\n", ck.Path, ck.Step)
 		}
 	}
@@ -90,6 +123,15 @@ func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, erro
 	if err := configs.Apply(store, e.defaults, settings); err != nil {
 		return nil, nil, usagef("%v", err)
 	}
+	if err := configs.Check(store, e.defaults); err != nil {
+		return nil, nil, usagef("%v", err)
+	}
+	if resumed != nil {
+		if err := e.checkSettings(store, resumed, resumedFrom); err != nil {
+			return nil, nil, err
+		}
+	}
+	store.SetParam(commandParam, e.command)
 	for _, key := range pathSettings {
 		v, ok := store.GetParam("/" + key)
 		p, isString := v.(string)
@@ -109,13 +151,81 @@ func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	if *e.restart {
+		if aside, err := train.MoveAside(*e.out); err != nil {
+			return nil, nil, err
+		} else if aside != "" {
+			fmt.Fprintf(os.Stderr, "--restart: the earlier run's files are now in %s\n", aside)
+		}
+	}
 	if err := os.MkdirAll(*e.out, 0o755); err != nil {
 		return nil, nil, err
+	}
+	if removed, err := train.RemoveStaleTemps(*e.out); err != nil {
+		return nil, nil, err
+	} else if len(removed) > 0 {
+		fmt.Fprintf(os.Stderr, "removed %d temporary files left by an interrupted write: %s\n", len(removed), strings.Join(removed, ", "))
 	}
 	if err := os.WriteFile(filepath.Join(*e.out, "settings.conf"), []byte(configs.Format(store, e.defaults)), 0o644); err != nil {
 		return nil, nil, err
 	}
 	return b, store, nil
+}
+
+// checkCommand returns the settings of the checkpoint at path after checking that it was written
+// by this command: a folder holding another kind of run (a teacher's checkpoints in a
+// fine-tuning folder) is refused before anything is loaded.
+func (e *experiment) checkCommand(path string) (map[string]any, error) {
+	saved, err := train.ReadSettings(path)
+	if err != nil {
+		return nil, fmt.Errorf("resuming from %s: %w", path, err)
+	}
+	what, _ := saved[strings.TrimPrefix(commandParam, "/")].(string)
+	if what == "" {
+		// Checkpoints from before the command was recorded, or written by convert: the settings
+		// tell whether they belong to this kind of run.
+		same := true
+		for k := range e.defaults {
+			if _, ok := saved[k]; !ok {
+				same = false
+			}
+		}
+		if same {
+			return saved, nil
+		}
+		what = "another kind of"
+	}
+	if what != e.command {
+		return nil, usagef("--out %s holds a %s run (%s), not a %s run: choose another --out, or add --restart to move its files aside and start over",
+			*e.out, what, filepath.Base(path), e.command)
+	}
+	return saved, nil
+}
+
+// checkSettings compares the settings that define the run with those of the checkpoint resumed
+// from; the first difference is a usage error naming the setting and both values.
+func (e *experiment) checkSettings(store *model.Store, saved map[string]any, path string) error {
+	for _, k := range slices.Sorted(maps.Keys(e.defaults)) {
+		if resumable[k] {
+			continue
+		}
+		now, _ := store.GetParam("/" + k)
+		then, ok := saved[k]
+		if !ok {
+			continue // a setting added since the checkpoint was written: its default applies
+		}
+		if !reflect.DeepEqual(now, then) && !(isEmptyList(now) && isEmptyList(then)) {
+			return usagef("setting %s: the run in %s was started with %v (%s), this command asks for %v; "+
+				"choose another --out, or add --restart to move its files aside and start over",
+				k, *e.out, then, filepath.Base(path), now)
+		}
+	}
+	return nil
+}
+
+func isEmptyList(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Slice && rv.Len() == 0
 }
 
 // writeResult saves a run's summary as result.json in its output folder.

@@ -14,7 +14,7 @@ import (
 
 func init() {
 	register("pretrain-diffusion", "train the ADM diffusion teacher on unlabeled images (checkpoints + sample grid)", runPretrainDiffusion)
-	register("pretrain-gan", "train the BigGAN teacher on unlabeled images (checkpoints + sample grid)", runPretrainGAN)
+	register("pretrain-gan", "train the BigGAN teacher: class-conditional on labelled images, or unconditional (checkpoints + sample grid)", runPretrainGAN)
 	register("distill", "distil a frozen teacher's features into a backbone (the DreamTeacher pre-training)", runDistill)
 	register("interpret", "train the interpreter (label distillation's few-label head) on a frozen teacher's features", runInterpret)
 	register("finetune", "fine-tune a backbone on a dense task: --task semseg (UperNet) or instseg (Mask R-CNN)", runFinetune)
@@ -30,10 +30,11 @@ func runPretrainDiffusion(args []string) error {
 	if err != nil {
 		return err
 	}
+	reportSkipped(res.Skipped)
 	fmt.Fprintf(stdout, "teacher: %d steps in %s, final loss %.4f\ncheckpoint: %s\nsamples:    %s\n",
 		res.Steps, res.TrainTime.Round(time.Second), res.LastLoss, res.Checkpoint, res.Samples)
 	return writeResult(*e.out, map[string]any{"task": "pretrain-diffusion", "steps": res.Steps, "loss": res.LastLoss,
-		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "samples": res.Samples, "settings": settingsMap(store, e.defaults)})
+		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "samples": res.Samples, "skipped": res.Skipped, "settings": settingsMap(store, e.defaults)})
 }
 
 func runPretrainGAN(args []string) error {
@@ -46,9 +47,10 @@ func runPretrainGAN(args []string) error {
 	if err != nil {
 		return err
 	}
+	reportSkipped(res.Skipped)
 	fmt.Fprintf(stdout, "GAN: %d generator steps in %s\ncheckpoint: %s\nsamples:    %s\n", res.Steps, res.TrainTime.Round(time.Second), res.Checkpoint, res.Samples)
 	return writeResult(*e.out, map[string]any{"task": "pretrain-gan", "steps": res.Steps, "train_seconds": res.TrainTime.Seconds(),
-		"checkpoint": res.Checkpoint, "samples": res.Samples, "settings": settingsMap(store, e.defaults)})
+		"checkpoint": res.Checkpoint, "samples": res.Samples, "skipped": res.Skipped, "settings": settingsMap(store, e.defaults)})
 }
 
 func runDistill(args []string) error {
@@ -61,10 +63,11 @@ func runDistill(args []string) error {
 	if err != nil {
 		return err
 	}
+	reportSkipped(res.Skipped)
 	fmt.Fprintf(stdout, "distilled: %d steps in %s, loss %.4f -> %.4f\ncheckpoint: %s (backbone under %s)\nfeatures:   %s\n",
 		res.Steps, res.TrainTime.Round(time.Second), res.FirstLoss, res.LastLoss, res.Checkpoint, distill.BackboneScope, res.Features)
 	return writeResult(*e.out, map[string]any{"task": "distill", "steps": res.Steps, "first_loss": res.FirstLoss, "loss": res.LastLoss,
-		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "features": res.Features, "settings": settingsMap(store, e.defaults)})
+		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "features": res.Features, "skipped": res.Skipped, "settings": settingsMap(store, e.defaults)})
 }
 
 func runInterpret(args []string) error {
@@ -77,11 +80,12 @@ func runInterpret(args []string) error {
 	if err != nil {
 		return err
 	}
+	reportSkipped(res.Skipped)
 	fmt.Fprint(stdout, res.Metrics.Format(res.Classes))
 	fmt.Fprintf(stdout, "interpreter mIoU %.2f on the val split (%d labelled images, train %s)\ncheckpoint:  %s\npredictions: %s\n",
-		100*res.Metrics.MIoU, res.LabeledImages, res.TrainTime.Round(time.Second), res.Checkpoint, res.Overlays)
+		res.Metrics.Metrics()["mIoU"], res.LabeledImages, res.TrainTime.Round(time.Second), res.Checkpoint, res.Overlays)
 	return writeResult(*e.out, map[string]any{"task": "interpret", "mIoU": 100 * res.Metrics.MIoU, "labeled_images": res.LabeledImages,
-		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "settings": settingsMap(store, e.defaults)})
+		"train_seconds": res.TrainTime.Seconds(), "checkpoint": res.Checkpoint, "skipped": res.Skipped, "settings": settingsMap(store, e.defaults)})
 }
 
 func runFinetune(args []string) error {
@@ -91,7 +95,7 @@ func runFinetune(args []string) error {
 	}
 	switch task {
 	case "semseg":
-		e := newExperiment("finetune", "out/finetune-semseg", finetune.SemsegDefaults())
+		e := newExperiment("finetune --task semseg", "out/finetune-semseg", finetune.SemsegDefaults())
 		e.fs.String("task", "semseg", "semseg (UperNet) or instseg (Mask R-CNN)")
 		b, store, err := e.prepare(args)
 		if err != nil {
@@ -101,12 +105,13 @@ func runFinetune(args []string) error {
 		if err != nil {
 			return err
 		}
+		reportSkipped(res.Skipped)
 		fmt.Fprint(stdout, res.Metrics.Format(res.Classes))
 		fmt.Fprintf(stdout, "mIoU %.2f (%d labelled images, train %s, eval %s)\ncheckpoint:  %s\npredictions: %s\n",
-			100*res.Metrics.MIoU, res.LabeledImages, res.TrainTime.Round(time.Second), res.EvalTime.Round(time.Second), res.Checkpoint, res.Overlays)
+			res.Metrics.Metrics()["mIoU"], res.LabeledImages, res.TrainTime.Round(time.Second), res.EvalTime.Round(time.Second), res.Checkpoint, res.Overlays)
 		return writeResult(*e.out, semsegResult(res, settingsMap(store, e.defaults)))
 	case "instseg":
-		e := newExperiment("finetune", "out/finetune-instseg", finetune.InstsegDefaults())
+		e := newExperiment("finetune --task instseg", "out/finetune-instseg", finetune.InstsegDefaults())
 		e.fs.String("task", "instseg", "semseg (UperNet) or instseg (Mask R-CNN)")
 		b, store, err := e.prepare(args)
 		if err != nil {
@@ -116,6 +121,7 @@ func runFinetune(args []string) error {
 		if err != nil {
 			return err
 		}
+		reportSkipped(res.Skipped)
 		fmt.Fprintf(stdout, "bbox:\n%s\nsegm:\n%s\n", res.Box.Summary.Text(), res.Mask.Summary.Text())
 		fmt.Fprintf(stdout, "APbb %.2f  APmk %.2f (%d val images, %d labelled train images, train %s, eval %s)\ncheckpoint:  %s\npredictions: %s\nresults:     %s\n",
 			res.APbb, res.APmk, res.Images, res.LabeledImages, res.TrainTime.Round(time.Second), res.EvalTime.Round(time.Second),
@@ -131,14 +137,25 @@ func semsegResult(res finetune.SemsegResult, settings map[string]any) map[string
 	return map[string]any{"task": "semseg", "mIoU": 100 * res.Metrics.MIoU, "mAcc": 100 * res.Metrics.MAcc,
 		"aAcc": 100 * res.Metrics.AAcc, "per_class_iou": perClass(res.Classes, res.Metrics.IoU), "classes": res.Classes, "labeled_images": res.LabeledImages,
 		"train_seconds": res.TrainTime.Seconds(), "eval_seconds": res.EvalTime.Seconds(), "checkpoint": res.Checkpoint,
-		"predictions": res.Overlays, "settings": settings}
+		"predictions": res.Overlays, "skipped": res.Skipped, "settings": settings}
 }
 
 // instsegResult is the result.json of an instance segmentation run.
 func instsegResult(res finetune.InstsegResult, settings map[string]any) map[string]any {
 	return map[string]any{"task": "instseg", "APbb": nanToNil(res.APbb), "APmk": nanToNil(res.APmk),
 		"labeled_images": res.LabeledImages, "train_seconds": res.TrainTime.Seconds(), "eval_seconds": res.EvalTime.Seconds(),
-		"checkpoint": res.Checkpoint, "predictions": res.Overlays, "results": res.Results, "settings": settings}
+		"checkpoint": res.Checkpoint, "predictions": res.Overlays, "results": res.Results, "skipped": res.Skipped, "settings": settings}
+}
+
+// reportSkipped lists the training images left out under --skip-bad (result.json keeps them too).
+func reportSkipped(skipped []string) {
+	if len(skipped) == 0 {
+		return
+	}
+	fmt.Fprintf(stdout, "skipped %d training images that failed to load (--skip-bad):\n", len(skipped))
+	for _, s := range skipped {
+		fmt.Fprintf(stdout, "  %s\n", s)
+	}
 }
 
 func nanToNil(v float64) any {

@@ -504,3 +504,13 @@ func (l *Loader) IterateFrom(n int64) *Iterator {
 	per := int64(l.BatchesPerEpoch())
 	return l.Iterate(Position{Epoch: int(n / per), Batch: int(n % per)}, math.MaxInt32)
 }
+
+// SkippedLines lists the skipped samples as "path: error" lines, in dataset order: what a run
+// reports of them.
+func (l *Loader) SkippedLines() []string {
+	var out []string
+	for _, s := range l.Skipped() {
+		out = append(out, fmt.Sprintf("%s: %v", s.Path, s.Err))
+	}
+	return out
+}

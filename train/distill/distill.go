@@ -91,6 +91,7 @@ func Defaults() map[string]any {
 		"min_lr":           0.0,
 		"clip":             0.0,
 		"seed":             0,
+		"skip_bad":         false, // leave out training images that fail to load (listed in Skipped)
 		"workers":          2,
 		"checkpoint_every": 0,
 		"log_every":        10,
@@ -100,6 +101,7 @@ func Defaults() map[string]any {
 
 // Result is what a distillation run produced.
 type Result struct {
+	Skipped    []string // training images left out under skip_bad, "path: error"
 	Checkpoint string
 	Features   string // PNG: teacher and student features, first 3 PCA components per level
 	Steps      int64
@@ -122,6 +124,8 @@ type source struct {
 	encode func(scope *model.Scope, in *Node) (images *Node, feats map[string]*Node)
 	next   func(step int64) (func() (*tensors.Tensor, error), func()) // the step inputs from a step on, and a stop
 	diff   *teachers.Diffusion                                        // nil for a GAN
+	// skipped lists the images left out under skip_bad (nil for a GAN: it reads no files).
+	skipped func() []string
 }
 
 // diffusionSource encodes the real images of the store's dataset with an ADM teacher.
@@ -151,12 +155,13 @@ func diffusionSource(store *model.Store, teacher *teachers.Diffusion) (*source, 
 		tf = transforms.Compose(tf, transforms.HFlip{P: 0.5})
 	}
 	bs := num("batch")
-	ld, err := loader.New(ds, loader.Config{BatchSize: bs, Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers")})
+	ld, err := loader.New(ds, loader.Config{BatchSize: bs, Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"),
+		SkipBad: configs.Get[bool](store, "skip_bad")})
 	if err != nil {
 		return nil, err
 	}
 	return &source{
-		describe: teacher.Describe(), title: ds.Name(), diff: teacher,
+		describe: teacher.Describe(), title: ds.Name(), diff: teacher, skipped: ld.SkippedLines,
 		targets: teacher.Targets(tsize[0], tsize[1]),
 		load:    teacher.Load,
 		inShape: shapes.Make(dtypes.Float32, bs, size[0], size[1], 3),
@@ -280,6 +285,9 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		return terms
 	}
 
+	if err := train.Seed(store, int64(num("seed"))); err != nil {
+		return Result{}, err
+	}
 	if err := train.Declare(b, store, []shapes.Shape{src.inShape}, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
 		return Result{}, err
 	}
@@ -311,7 +319,6 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		}
 		return []*tensors.Tensor{x}, nil
 	}
-	t0 := time.Now()
 	sum, err := train.Run(tr, store, next, train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: num("batch"), Title: fmt.Sprintf("%s <- teacher on %s", str("backbone"), src.title), Out: log,
@@ -320,7 +327,10 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0), Targets: src.targets}
+	res := Result{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: sum.Elapsed, Targets: src.targets}
+	if src.skipped != nil {
+		res.Skipped = src.skipped()
+	}
 	if records, err := train.ReadMetrics(sum.Metrics); err == nil && len(records) > 0 {
 		res.FirstLoss = records[0]["loss"]
 	}

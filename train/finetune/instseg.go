@@ -82,6 +82,7 @@ func InstsegDefaults() map[string]any {
 		"label_fraction":   1.0, // label-efficient protocol: fraction of labelled train images ...
 		"label_count":      0,   // ... or their number (> 0 takes precedence)
 		"seed":             0,
+		"skip_bad":         false, // leave out training images that fail to load (listed in Skipped)
 		"workers":          2,
 		"checkpoint_every": 0,
 		"log_every":        10,
@@ -93,6 +94,7 @@ func InstsegDefaults() map[string]any {
 
 // InstsegResult is what an instance segmentation fine-tuning run produced.
 type InstsegResult struct {
+	Skipped []string // training images left out under skip_bad, "path: error"
 	// APbb and APmk are box and mask AP@[.50:.95] in percent, as the paper's tables give them
 	// (NaN when the validation split has no ground truth).
 	APbb, APmk float64
@@ -201,6 +203,7 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 	}
 	trainLoader, err := loader.New(trainDS, loader.Config{
 		BatchSize: bs, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"), MaxInstances: maxInst,
+		SkipBad: configs.Get[bool](store, "skip_bad"),
 		Transform: transforms.Compose(
 			resizeShortestEdge{Sizes: minTrain, MaxSize: num("max_size_train"), Canvas: [2]int(canvas)},
 			transforms.HFlip{P: flt("hflip")},
@@ -228,11 +231,8 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		shapes.Make(dtypes.Float32, bs, h, w, 3), shapes.Make(dtypes.Float32, bs, maxInst, 4), shapes.Make(dtypes.Int32, bs, maxInst),
 		shapes.Make(dtypes.Uint8, bs, maxInst, h, w), shapes.Make(dtypes.Int32, bs, 2),
 	}
-	if train.CurrentStep(store) == 0 {
-		// RoI and anchor sampling draw from the store's generator.
-		if err := store.SetRNGStateFromSeed(int64(num("seed"))); err != nil {
-			return InstsegResult{}, err
-		}
+	if err := train.Seed(store, int64(num("seed"))); err != nil {
+		return InstsegResult{}, err
 	}
 	if err := train.Declare(b, store, inShapes, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
 		return InstsegResult{}, err
@@ -265,7 +265,6 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		// detectron2's infinite sampler has no partial batches.
 		return []*tensors.Tensor{batch.Images, batch.Boxes, trainingClasses(batch), batch.Masks, sizes}, nil
 	}
-	t0 := time.Now()
 	tr, err := train.NewTrainer(b, store, train.Config{
 		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay"), Momentum: flt("momentum")},
 		Schedule:  sched,
@@ -282,14 +281,14 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 	if err != nil {
 		return InstsegResult{}, err
 	}
-	res := InstsegResult{Classes: classes, LabeledImages: trainDS.Len(), Checkpoint: sum.Checkpoint, TrainTime: time.Since(t0)}
+	res := InstsegResult{Classes: classes, LabeledImages: trainDS.Len(), Checkpoint: sum.Checkpoint, TrainTime: sum.Elapsed, Skipped: trainLoader.SkippedLines()}
 	if st := trainLoader.Stats(); st.TruncatedInstances > 0 {
 		fmt.Fprintf(log, "%d training instances beyond max_instances=%d were left out\n", st.TruncatedInstances, maxInst)
 	}
 
 	t1 := time.Now()
 	ev, err := evaluateInstseg(b, store, setup, valDS, num("workers"), num("overlays"), outDir, log)
-	ev.Classes, ev.LabeledImages, ev.Checkpoint, ev.TrainTime = res.Classes, res.LabeledImages, res.Checkpoint, res.TrainTime
+	ev.Classes, ev.LabeledImages, ev.Checkpoint, ev.TrainTime, ev.Skipped = res.Classes, res.LabeledImages, res.Checkpoint, res.TrainTime, res.Skipped
 	ev.EvalTime = time.Since(t1)
 	return ev, err
 }

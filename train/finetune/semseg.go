@@ -66,6 +66,7 @@ func SemsegDefaults() map[string]any {
 		"label_fraction":   1.0, // label-efficient protocol: fraction of labelled train images ...
 		"label_count":      0,   // ... or their number (> 0 takes precedence)
 		"seed":             0,
+		"skip_bad":         false, // leave out training images that fail to load (listed in Skipped)
 		"workers":          2,
 		"checkpoint_every": 0,
 		"log_every":        10,
@@ -75,6 +76,7 @@ func SemsegDefaults() map[string]any {
 
 // SemsegResult is what a fine-tuning run produced.
 type SemsegResult struct {
+	Skipped       []string // training images left out under skip_bad, "path: error"
 	Metrics       semseg.Result
 	Classes       []string
 	LabeledImages int
@@ -147,6 +149,7 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	ratio := configs.Get[[]float64](store, "ratio")
 	trainLoader, err := loader.New(trainDS, loader.Config{
 		BatchSize: num("batch"), Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"),
+		SkipBad: configs.Get[bool](store, "skip_bad"),
 		Transform: transforms.Compose(
 			transforms.RandomRescale{Scale: [2]int{scale[0], scale[1]}, RatioRange: [2]float64{ratio[0], ratio[1]}},
 			transforms.RandomCrop{W: crop[1], H: crop[0], CatMaxRatio: 0.75},
@@ -182,6 +185,9 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	// Create the variables, then load the initial backbone (only at the start of a run).
 	bs := num("batch")
 	inShapes := []shapes.Shape{shapes.Make(dtypes.Float32, bs, crop[0], crop[1], 3), shapes.Make(dtypes.Int32, bs, crop[0], crop[1]), shapes.Make(dtypes.Float32, bs)}
+	if err := train.Seed(store, int64(num("seed"))); err != nil {
+		return SemsegResult{}, err
+	}
 	if err := train.Declare(b, store, inShapes, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
 		return SemsegResult{}, err
 	}
@@ -215,7 +221,6 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 		}
 		return []*tensors.Tensor{batch.Images, batch.Semantic, batch.Valid}, nil
 	}
-	t0 := time.Now()
 	sum, err := train.Run(tr, store, next, train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: bs, Title: fmt.Sprintf("UperNet %s on %s", str("backbone"), trainDS.Name()), Out: log,
@@ -223,7 +228,7 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	if err != nil {
 		return SemsegResult{}, err
 	}
-	res := SemsegResult{Classes: classes, LabeledImages: trainDS.Len(), Checkpoint: sum.Checkpoint, TrainTime: time.Since(t0)}
+	res := SemsegResult{Classes: classes, LabeledImages: trainDS.Len(), Checkpoint: sum.Checkpoint, TrainTime: sum.Elapsed, Skipped: trainLoader.SkippedLines()}
 	if skipped := trainLoader.Skipped(); len(skipped) > 0 {
 		fmt.Fprintf(log, "skipped %d bad training samples, e.g. %s: %v\n", len(skipped), skipped[0].Path, skipped[0].Err)
 	}

@@ -75,6 +75,7 @@ func Defaults() map[string]any {
 		"label_fraction":   1.0,   // labelled training images: a fraction ...
 		"label_count":      0,     // ... or a number (> 0 takes precedence), drawn with seed
 		"seed":             0,
+		"skip_bad":         false, // leave out training images that fail to load (listed in Skipped)
 		"width":            interpreter.DefaultWidth,
 		"dropout":          interpreter.DefaultDropout, // 0: none
 		"dice_weight":      seg.DefaultDiceWeight,
@@ -97,6 +98,7 @@ func Defaults() map[string]any {
 
 // Result is what an interpreter training run produced.
 type Result struct {
+	Skipped       []string      // training images left out under skip_bad, "path: error"
 	Metrics       semseg.Result // on the val split
 	Classes       []string
 	LabeledImages int
@@ -200,7 +202,8 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		tf = transforms.Compose(tf, transforms.HFlip{P: 0.5})
 	}
 	bs := num("batch")
-	trainLoader, err := loader.New(trainDS, loader.Config{BatchSize: bs, Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers")})
+	trainLoader, err := loader.New(trainDS, loader.Config{BatchSize: bs, Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"),
+		SkipBad: configs.Get[bool](store, "skip_bad")})
 	if err != nil {
 		return Result{}, err
 	}
@@ -224,6 +227,9 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	// Declare every variable, then load the teacher (at every start: it is not in our
 	// checkpoints) and freeze it.
 	inShapes := []shapes.Shape{shapes.Make(dtypes.Float32, bs, size[0], size[1], 3), shapes.Make(dtypes.Int32, bs, size[0], size[1]), shapes.Make(dtypes.Float32, bs)}
+	if err := train.Seed(store, int64(num("seed"))); err != nil {
+		return Result{}, err
+	}
 	if err := train.Declare(b, store, inShapes, func(scope *model.Scope, in []*Node) { lossFn(scope, in) }); err != nil {
 		return Result{}, err
 	}
@@ -252,7 +258,6 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		return []*tensors.Tensor{batch.Images, batch.Semantic, batch.Valid}, nil
 	}
 	classesJSON, _ := json.Marshal(classes)
-	t0 := time.Now()
 	sum, err := train.Run(tr, store, next, train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: bs, Title: fmt.Sprintf("interpreter on %s (%s, t=%d) on %s", teacher.Name, strings.Join(teacher.TapNames(), ","), teacher.Step, trainDS.Name()),
@@ -263,8 +268,8 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Classes: classes, LabeledImages: trainDS.Len(), Steps: sum.Steps, LastLoss: sum.Last.Loss(), Checkpoint: sum.Checkpoint,
-		Teacher: teacher.Name, Taps: teacher.Taps, TrainTime: time.Since(t0)}
+	res := Result{Skipped: trainLoader.SkippedLines(), Classes: classes, LabeledImages: trainDS.Len(), Steps: sum.Steps, LastLoss: sum.Last.Loss(), Checkpoint: sum.Checkpoint,
+		Teacher: teacher.Name, Taps: teacher.Taps, TrainTime: sum.Elapsed}
 	if skipped := trainLoader.Skipped(); len(skipped) > 0 {
 		fmt.Fprintf(log, "skipped %d bad training samples, e.g. %s: %v\n", len(skipped), skipped[0].Path, skipped[0].Err)
 	}
@@ -273,7 +278,8 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	res.Metrics, res.Overlays, err = s.evaluate(b, store, valDS, bs, num("workers"), num("overlays"), outDir)
 	res.EvalTime = time.Since(t1)
 	if err == nil {
-		fmt.Fprintf(log, "%s: mIoU %.2f, aAcc %.2f\n", valDS.Name(), 100*res.Metrics.MIoU, 100*res.Metrics.AAcc)
+		m := res.Metrics.Metrics()
+		fmt.Fprintf(log, "%s: mIoU %.2f, aAcc %.2f\n", valDS.Name(), m["mIoU"], m["aAcc"])
 	}
 	return res, err
 }

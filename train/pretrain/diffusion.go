@@ -57,6 +57,7 @@ func DiffusionDefaults() map[string]any {
 		"sampler":          "ddpm", // "ddpm" (ancestral, guided-diffusion's default) or "ddim"
 		"sample_steps":     100,    // respaced sampling steps
 		"seed":             0,
+		"skip_bad":         false, // leave out training images that fail to load (listed in Skipped)
 		"workers":          2,
 		"checkpoint_every": 0,
 		"log_every":        20,
@@ -65,6 +66,7 @@ func DiffusionDefaults() map[string]any {
 
 // DiffusionResult is what a pre-training run produced.
 type DiffusionResult struct {
+	Skipped    []string // training images left out under skip_bad, "path: error"
 	Checkpoint string
 	Samples    string
 	Steps      int64
@@ -134,7 +136,8 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	if configs.Get[bool](store, "flip") {
 		tf = transforms.Compose(tf, transforms.HFlip{P: 0.5})
 	}
-	ld, err := loader.New(ds, loader.Config{BatchSize: num("batch"), Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers")})
+	ld, err := loader.New(ds, loader.Config{BatchSize: num("batch"), Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"),
+		SkipBad: configs.Get[bool](store, "skip_bad")})
 	if err != nil {
 		return DiffusionResult{}, err
 	}
@@ -143,6 +146,9 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 		return proc.TrainingLosses(scope, ScopedUNet(cfg, "unet"), x0, nil)
 	}
 	steps := int64(num("steps"))
+	if err := train.Seed(store, int64(num("seed"))); err != nil {
+		return DiffusionResult{}, err
+	}
 	tr, err := train.NewTrainer(b, store, train.Config{
 		Optimizer: train.OptimizerConfig{Name: "adamw", WeightDecay: flt("weight_decay"), Beta1: 0.9, Beta2: 0.999},
 		Schedule:  train.Schedule{Kind: "constant", BaseLR: flt("lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
@@ -162,7 +168,6 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 		}
 		return []*tensors.Tensor{batch.Images}, nil
 	}
-	t0 := time.Now()
 	sum, err := train.Run(tr, store, next, train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: num("batch"), Title: fmt.Sprintf("%s on %s", str("adm"), ds.Name()), Out: log,
@@ -170,7 +175,7 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	if err != nil {
 		return DiffusionResult{}, err
 	}
-	res := DiffusionResult{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0)}
+	res := DiffusionResult{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: sum.Elapsed, Skipped: ld.SkippedLines()}
 	if n := num("samples"); n > 0 {
 		res.Samples = filepath.Join(outDir, "samples.png")
 		if err := SampleGrid(b, store, proc, cfg, ScopedUNet(cfg, "ema/unet"), str("sampler"), n, size[0], size[1], num("sample_steps"), res.Samples); err != nil {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
-	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/configs"
 	"github.com/dreamteacher-go/dreamteacher/datasets"
@@ -41,6 +40,7 @@ func GANDefaults() map[string]any {
 		"ema":              0.999,
 		"samples":          16,
 		"seed":             0,
+		"skip_bad":         false, // leave out training images that fail to load (listed in Skipped)
 		"workers":          2,
 		"checkpoint_every": 0,
 		"log_every":        20,
@@ -176,6 +176,9 @@ func GAN(b compute.Backend, store *model.Store, outDir string, log io.Writer) (D
 	if err != nil {
 		return DiffusionResult{}, fmt.Errorf("loss: %w", err)
 	}
+	if err := train.Seed(store, int64(num("seed"))); err != nil {
+		return DiffusionResult{}, err
+	}
 	tcfg := DefaultGANTrainConfig()
 	tcfg.Loss, tcfg.DSteps, tcfg.GLR, tcfg.DLR, tcfg.EMADecay = loss, num("d_steps"), flt("lr_g"), flt("lr_d"), flt("ema")
 	gt, err := NewGANTrainer(b, store, cfg, tcfg)
@@ -194,6 +197,7 @@ func GAN(b compute.Backend, store *model.Store, outDir string, log io.Writer) (D
 		tf = transforms.Compose(tf, transforms.HFlip{P: 0.5})
 	}
 	ld, err := loader.New(ds, loader.Config{BatchSize: num("batch"), Transform: tf, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"),
+		SkipBad:   configs.Get[bool](store, "skip_bad"),
 		Normalize: &transforms.Normalization{Mean: [3]float32{0.5, 0.5, 0.5}, Std: [3]float32{0.5, 0.5, 0.5}}})
 	if err != nil {
 		return DiffusionResult{}, err
@@ -215,7 +219,6 @@ func GAN(b compute.Backend, store *model.Store, outDir string, log io.Writer) (D
 		}
 		return out, nil
 	}
-	t0 := time.Now()
 	sum, err := train.Run(ganStepper{gt, cfg.Conditional()}, store, next, train.LoopConfig{
 		Steps: int64(num("steps")), Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: num("batch") * tcfg.DSteps, Title: fmt.Sprintf("%s on %s", str("biggan"), ds.Name()), Out: log,
@@ -223,7 +226,7 @@ func GAN(b compute.Backend, store *model.Store, outDir string, log io.Writer) (D
 	if err != nil {
 		return DiffusionResult{}, err
 	}
-	res := DiffusionResult{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: time.Since(t0)}
+	res := DiffusionResult{Checkpoint: sum.Checkpoint, Steps: sum.Steps, LastLoss: sum.Last.Loss(), TrainTime: sum.Elapsed, Skipped: ld.SkippedLines()}
 	if n := num("samples"); n > 0 {
 		res.Samples = filepath.Join(outDir, "samples.png")
 		if err := GANSampleGrid(b, store, cfg, n, res.Samples); err != nil {
