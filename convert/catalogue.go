@@ -145,12 +145,22 @@ func CatalogueNames() []string {
 	return names
 }
 
-// Lookup returns the catalogue entry of that name.
+// Lookup returns the catalogue entry of that name, or of that architecture when exactly one
+// entry has it: `adm_256x256_uncond` (our configuration's name, the one configs and the
+// Makefile speak of) is guided-diffusion's `256x256_diffusion_uncond`. An architecture with
+// several checkpoints (resnet50: tv_in1k and tv2_in1k) must be named by its entry.
 func Lookup(name string) (Entry, bool) {
+	var byArch []Entry
 	for _, e := range catalogue {
 		if e.Name == name {
 			return e, true
 		}
+		if e.Arch == name {
+			byArch = append(byArch, e)
+		}
+	}
+	if len(byArch) == 1 {
+		return byArch[0], true
 	}
 	return Entry{}, false
 }

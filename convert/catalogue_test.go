@@ -160,3 +160,17 @@ func TestFetch(t *testing.T) {
 		wantError(t, err, "HTTP 404", srv.URL+"/other.pth")
 	})
 }
+
+// TestLookupByArchitecture: the configuration name of a unique catalogue entry finds it (the
+// Makefile's `convert --input adm_256x256_uncond`); an architecture with several entries does not.
+func TestLookupByArchitecture(t *testing.T) {
+	if e, ok := Lookup("adm_256x256_uncond"); !ok || e.Name != "256x256_diffusion_uncond" {
+		t.Errorf("adm_256x256_uncond: %+v %v", e, ok)
+	}
+	if e, ok := Lookup("adm_256x256_lsun"); ok {
+		t.Errorf("adm_256x256_lsun is three checkpoints, got %s", e.Name)
+	}
+	if e, ok := Lookup("resnet50"); ok {
+		t.Errorf("resnet50 has two ImageNet checkpoints, got %s", e.Name)
+	}
+}
