@@ -17,6 +17,11 @@ func runInspect(args []string) error {
 		return usagef("what to inspect? `inspect backend` or `inspect model NAME`")
 	}
 	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, `usage: dreamteacher inspect backend [--backend B]   the backend chosen and why
+       dreamteacher inspect model NAME [flags]     parameters, GFLOPs and shapes of a model (inspect model -h)
+`)
+		return nil
 	case "backend":
 		fs, b := flagSet("inspect backend")
 		if err := parse(fs, args[1:]); err != nil {

@@ -144,3 +144,25 @@ func TestEvalResultsTable(t *testing.T) {
 		}
 	}
 }
+
+// TestTableRowFromRunFolder: the README's `eval --table ... --row 'DT (ours)|ADE20K mIoU=RUN'`
+// takes a run folder as --results does (its result.json).
+func TestTableRowFromRunFolder(t *testing.T) {
+	run := filepath.Join(t.TempDir(), "dt-r50")
+	os.MkdirAll(run, 0o755)
+	os.WriteFile(filepath.Join(run, "result.json"), []byte(`{"task": "semseg", "mIoU": 42.25}`), 0o644)
+	code, stdout, stderr := runCLI("eval", "--table", "imagenet-r50", "--row", "DT (ours)|ADE20K mIoU="+run)
+	if code != 0 || !strings.Contains(stdout, "DT (ours)") || !strings.Contains(stdout, "42.") {
+		t.Errorf("--row with a run folder: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// TestHelpOfEveryCommand: `dreamteacher CMD -h` prints help and exits 0 for every command.
+func TestHelpOfEveryCommand(t *testing.T) {
+	for name := range commands {
+		code, stdout, stderr := runCLI(name, "-h")
+		if code != 0 || strings.TrimSpace(stdout) == "" {
+			t.Errorf("%s -h: exit %d, stdout %q, stderr %q", name, code, stdout, stderr)
+		}
+	}
+}

@@ -154,7 +154,7 @@ func runEval(args []string) error {
 	preds := fs.String("predictions", "", "folder of predicted masks: <image base name>.png, class indices")
 	table := fs.String("table", "", "write a paper table with our rows: "+strings.Join(tables.Names(), ", "))
 	var rows setFlag
-	fs.Var(&rows, "row", "our row for --table: method=path/to/result.json (repeatable)")
+	fs.Var(&rows, "row", "our row for --table: 'METHOD|COLUMN=RUN[#key];...', RUN a run folder or its result.json (repeatable)")
 	outFlag := fs.String("out", "", "with --table: write <out>.md and <out>.csv (default: print Markdown)")
 	results := fs.String("results", "", "comma-separated run folders (or result.json files): print their results as a table")
 	if err := parse(fs, args); err != nil {
@@ -406,8 +406,17 @@ func writeTable(name string, rows []string, out string) error {
 	return nil
 }
 
-// resultValue reads one metric of a result.json.
+// resultFile is the result.json a --row or --results path names: the file, or a run folder's.
+func resultFile(path string) string {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return filepath.Join(path, "result.json")
+	}
+	return path
+}
+
+// resultValue reads one metric of a result.json (or of a run folder's).
 func resultValue(path, key, column string) (float64, error) {
+	path = resultFile(path)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return 0, usagef("--row: %v", err)
@@ -445,9 +454,7 @@ func resultsTable(paths []string) error {
 	}
 	var runs []run
 	for _, p := range paths {
-		if st, err := os.Stat(p); err == nil && st.IsDir() {
-			p = filepath.Join(p, "result.json")
-		}
+		p = resultFile(p)
 		data, err := os.ReadFile(p)
 		if err != nil {
 			return usagef("--results: %v", err)
