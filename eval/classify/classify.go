@@ -6,6 +6,7 @@ package classify
 
 import (
 	"fmt"
+	"math"
 )
 
 // Features is a row-major matrix of feature vectors, one row per sample.
@@ -88,8 +89,15 @@ func (a *Accuracy) add(rank, top5 int) {
 	a.count++
 }
 
-// rankOf is the number of classes that a stable descending sort puts before class l.
+// rankOf is the number of classes that a stable descending sort puts before class l. A row
+// with a NaN score ranks the label last, a miss in every top-k: NaN compares false with
+// everything, so without this a NaN label score would rank first and count as a hit.
 func rankOf[T float32 | float64](scores []T, l int) int {
+	for _, v := range scores {
+		if v != v {
+			return math.MaxInt
+		}
+	}
 	s := scores[l]
 	rank := 0
 	for j, v := range scores {

@@ -216,3 +216,30 @@ func TestLossGradientMatchesFiniteDifferences(t *testing.T) {
 		check("B", &m.B[i], gB[i])
 	}
 }
+
+// TestNaNIsAMiss: a NaN score never counts as a hit: in the accuracy of logits, in the linear
+// probe's prediction and in k-NN (a NaN feature vector).
+func TestNaNIsAMiss(t *testing.T) {
+	nan := float32(math.NaN())
+	a := NewAccuracy(3)
+	// Row 0: the label's score is NaN; row 1: another class's score is NaN; row 2: a real hit.
+	if err := a.Process([]float32{nan, 0, 0, 1, nan, 0, 0, 0, 5}, []int32{0, 0, 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Evaluate(); r.Top1 != 1.0/3 || r.Top5 != 1.0/3 {
+		t.Errorf("NaN rows: top1 %v top5 %v, want 1/3 each (only the real hit)", r.Top1, r.Top5)
+	}
+	m := &LinearModel{Dim: 1, NumClasses: 2, W: []float64{1, -1}, B: []float64{0, 0}}
+	if p := m.Predict([]float32{nan}); p != -1 {
+		t.Errorf("linear probe on a NaN feature predicts class %d, want -1 (a miss)", p)
+	}
+	if acc := m.Accuracy(Features{Dim: 1, Data: []float32{nan}}, []int32{0}); acc != 0 {
+		t.Errorf("linear probe accuracy on a NaN feature: %v, want 0", acc)
+	}
+	train := Features{Dim: 2, Data: []float32{1, 0, 0, 1}}
+	test := Features{Dim: 2, Data: []float32{nan, nan}}
+	r, err := KNN(train, []int32{0, 1}, test, []int32{0}, DefaultKNNOptions(2))
+	if err != nil || r.Top1 != 0 {
+		t.Errorf("k-NN of a NaN vector: %+v %v, want a miss", r, err)
+	}
+}

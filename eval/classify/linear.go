@@ -53,12 +53,16 @@ func (m *LinearModel) Logits(x []float32, out []float64) {
 	}
 }
 
-// Predict is the highest-scoring class of x (the lowest index among equals).
+// Predict is the highest-scoring class of x (the lowest index among equals), or -1 (no class,
+// a miss) when a score is NaN.
 func (m *LinearModel) Predict(x []float32) int {
 	out := make([]float64, m.NumClasses)
 	m.Logits(x, out)
 	best := 0
 	for c, v := range out {
+		if v != v {
+			return -1
+		}
 		if v > out[best] {
 			best = c
 		}
