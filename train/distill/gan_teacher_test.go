@@ -2,16 +2,14 @@ package distill
 
 import (
 	"bytes"
-	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
+
 	"github.com/dreamteacher-go/dreamteacher/backend"
-	"github.com/dreamteacher-go/dreamteacher/datasets"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 )
 
@@ -21,20 +19,7 @@ import (
 // teacher_classes. A class the teacher lacks is an error naming the setting, and so is
 // teacher_classes with a teacher that is not a BigGAN (a diffusion teacher has no classes).
 func TestConditionalGANTeacher(t *testing.T) {
-	root := t.TempDir()
-	rng := rand.New(rand.NewPCG(5, 6))
-	for c := range 3 {
-		for i := range 2 {
-			m := datasets.NewImage(32, 32)
-			for j := range m.Pix {
-				m.Pix[j] = uint8(70*c + j%3*50 + rng.IntN(40))
-			}
-			wnid := fmt.Sprintf("n%08d", c+1)
-			if err := datasets.WriteJPEG(filepath.Join(root, "train", wnid, fmt.Sprintf("%s_%d.JPEG", wnid, i)), m, 90); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	root := imagenettest.Folder(t, []string{"train"}, 3, 2, 32)
 	gan, err := pretrain.GAN(backend.Go(), storeWith(t, pretrain.GANDefaults(), "dataset=imagenet", "data="+root, "biggan=biggan_tiny",
 		"num_classes=3", "batch=2", "steps=1", "d_steps=1", "samples=0", "workers=1"), t.TempDir(), io.Discard)
 	if err != nil {

@@ -1,51 +1,20 @@
 package pretrain
 
 import (
-	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
+
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/configs"
-	"github.com/dreamteacher-go/dreamteacher/datasets"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/gomlx/gomlx/ml/model"
 )
-
-// labelledFolder writes an ImageNet-layout folder, root/train/<wnid>/<wnid>_<i>.JPEG, of k
-// classes with n images each, size x size pixels: class c's images are colour gradients of
-// hue c, each with its own direction and noise.
-func labelledFolder(t *testing.T, k, n, size int) string {
-	t.Helper()
-	root := t.TempDir()
-	rng := rand.New(rand.NewPCG(uint64(k), uint64(n)))
-	for c := range k {
-		wnid := fmt.Sprintf("n%08d", 1440764+c)
-		for i := range n {
-			m := datasets.NewImage(size, size)
-			a, b := rng.Float64()*2-1, rng.Float64()*2-1
-			for y := range size {
-				for x := range size {
-					v := 0.5 + 0.5*math.Tanh(a*float64(2*x-size)/float64(size)+b*float64(2*y-size)/float64(size))
-					for ch := range 3 {
-						hue := 0.5 + 0.5*math.Cos(2*math.Pi*(float64(c)/float64(k)+float64(ch)/3))
-						m.Pix[(y*size+x)*3+ch] = uint8(math.Min(255, 255*v*hue+20*rng.Float64()))
-					}
-				}
-			}
-			if err := datasets.WriteJPEG(filepath.Join(root, "train", wnid, fmt.Sprintf("%s_%d.JPEG", wnid, i)), m, 90); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	return root
-}
 
 func ganStore(t *testing.T, set ...string) *model.Store {
 	t.Helper()
@@ -63,7 +32,7 @@ func ganStore(t *testing.T, set ...string) *model.Store {
 // the sample grid takes classes. A conditional configuration on unlabelled images is an error
 // naming the unconditional ones.
 func TestGANPretrainConditional(t *testing.T) {
-	root := labelledFolder(t, 3, 4, 40)
+	root := imagenettest.Folder(t, []string{"train"}, 3, 4, 40)
 	set := []string{"dataset=imagenet", "data=" + root, "biggan=biggan_tiny", "batch=2", "steps=2", "d_steps=1", "samples=4", "workers=1", "seed=3"}
 
 	_, err := GAN(backend.Go(), ganStore(t, set...), t.TempDir(), io.Discard)

@@ -1,18 +1,16 @@
 package teachers
 
 import (
-	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
+
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/configs"
-	"github.com/dreamteacher-go/dreamteacher/datasets"
 	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
 	"github.com/dreamteacher-go/dreamteacher/models/biggan"
 	"github.com/dreamteacher-go/dreamteacher/train"
@@ -28,20 +26,7 @@ import (
 // ImageNet-layout folder (3 classes of 2 JPEGs) and returns its checkpoint.
 func conditionalTeacher(t *testing.T) string {
 	t.Helper()
-	root := t.TempDir()
-	rng := rand.New(rand.NewPCG(7, 8))
-	for c := range 3 {
-		for i := range 2 {
-			m := datasets.NewImage(32, 32)
-			for j := range m.Pix {
-				m.Pix[j] = uint8(80*c + j%3*40 + rng.IntN(40))
-			}
-			wnid := fmt.Sprintf("n%08d", c+1)
-			if err := datasets.WriteJPEG(filepath.Join(root, "train", wnid, fmt.Sprintf("%s_%d.JPEG", wnid, i)), m, 90); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	root := imagenettest.Folder(t, []string{"train"}, 3, 2, 32)
 	store, err := configs.NewStore(pretrain.GANDefaults(), nil, "dataset=imagenet", "data="+root, "biggan=biggan_tiny", "num_classes=3",
 		"batch=2", "steps=1", "d_steps=1", "samples=0", "workers=1")
 	if err != nil {
