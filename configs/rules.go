@@ -34,7 +34,7 @@ var rules = map[string]rule{
 	"roi_batch": intAtLeast(1), "box_fc_dim": intAtLeast(1), "mask_conv_dim": intAtLeast(1),
 	"detections": intAtLeast(1), "test_candidates": intAtLeast(1), "max_size_train": intAtLeast(32),
 	"min_size_test": intAtLeast(32), "max_size_test": intAtLeast(32), "num_classes": intAtLeast(0),
-	"teacher_classes": intsAtLeast(0),
+	"teacher_classes": intsAtLeast(0), "k": intAtLeast(1),
 
 	// Rates and weights.
 	"lr": number(0, false, math.Inf(1), false), "lr_g": number(0, true, math.Inf(1), false),
@@ -47,7 +47,7 @@ var rules = map[string]rule{
 	"tau": number(0, true, math.Inf(1), false), "at_weight": number(0, false, math.Inf(1), false),
 	"ld_weight": number(0, false, math.Inf(1), false), "dice_weight": number(0, false, math.Inf(1), false),
 	"aux_weight": number(0, false, math.Inf(1), false), "truncation": number(0, false, math.Inf(1), false),
-	"canonical_box_size": number(0, true, math.Inf(1), false),
+	"canonical_box_size": number(0, true, math.Inf(1), false), "temperature": number(0, true, math.Inf(1), false),
 
 	// Image sizes, (height, width).
 	"size": pair(8), "crop": pair(32), "canvas": pair(32), "teacher_size": pair(8),
@@ -56,7 +56,7 @@ var rules = map[string]rule{
 
 	// Names.
 	"backbone":       oneOf(backbones.Names),
-	"adm":            oneOfOrEmpty(admNames),
+	"adm":            oneOf(admNames),
 	"biggan":         oneOf(biggan.Names),
 	"dataset":        oneOf(datasets.Names),
 	"optimizer":      oneOf(fixed("adamw", "lamb", "sgd")),
@@ -65,6 +65,7 @@ var rules = map[string]rule{
 	"sampler":        oneOf(fixed("ddpm", "ddim")),
 	"mode":           oneOf(fixed("feature", "label", "mixed")),
 	"loss":           lossName,
+	"method":         oneOf(fixed("linear", "knn", "both")),
 }
 
 // Check applies the rules to the experiment's settings as they are in the store (defaults, a
@@ -77,8 +78,8 @@ func Check(store modelStore, defaults map[string]any) error {
 			continue
 		}
 		v, _ := store.GetParam("/" + k)
-		if isEmptyList(v) && isEmptyList(defaults[k]) {
-			continue // empty by default means "derived" (e.g. the teacher's size)
+		if (isEmptyList(v) && isEmptyList(defaults[k])) || (v == "" && defaults[k] == "") {
+			continue // empty by default means "derived" (the teacher's size, a checkpoint's backbone)
 		}
 		if err := r(v); err != nil {
 			return fmt.Errorf("setting %s = %s: %v", k, formatValue(v), err)
@@ -221,17 +222,6 @@ func oneOf(names func() []string) rule {
 			return fmt.Errorf("want one of %s", strings.Join(known, ", "))
 		}
 		return nil
-	}
-}
-
-// oneOfOrEmpty also accepts "" (the name is then read from a checkpoint).
-func oneOfOrEmpty(names func() []string) rule {
-	check := oneOf(names)
-	return func(v any) error {
-		if v == "" {
-			return nil
-		}
-		return check(v)
 	}
 }
 

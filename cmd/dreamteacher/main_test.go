@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/dreamteacher-go/dreamteacher/configs"
+	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
+	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/gomlx/gomlx/ml/model"
 )
 
 // runCLI runs the command line in-process and returns its exit status and outputs.
@@ -164,5 +167,47 @@ func TestHelpOfEveryCommand(t *testing.T) {
 		if code != 0 || strings.TrimSpace(stdout) == "" {
 			t.Errorf("%s -h: exit %d, stdout %q, stderr %q", name, code, stdout, stderr)
 		}
+	}
+}
+
+// TestLinearProbeCommand: `eval --task linear-probe --data DIR --init RUN` (the paper's
+// linear-probe table) on an ImageNet-layout folder, from a run folder; k-NN likewise; a missing
+// --init is a usage error.
+func TestLinearProbeCommand(t *testing.T) {
+	root := imagenettest.Folder(t, []string{"train", "val"}, 3, 4, 32)
+	run := filepath.Join(t.TempDir(), "distill")
+	// A run folder holding a backbone under /student/backbone: a random one, saved by a probe
+	// of random init would not write a checkpoint, so distillation's layout is made by hand.
+	store := model.NewStore()
+	store.SetParam("/backbone", "resnet18")
+	store.SetParam("/small_stem", true)
+	if _, err := train.Save(store, run, 0, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	common := []string{"--data", root, "--set", "size=32,32", "--set", "batch=4", "--set", "workers=1", "--set", "epochs=20"}
+	code, _, stderr := runCLI(append([]string{"eval", "--task", "linear-probe", "--out", t.TempDir()}, common...)...)
+	if code != 2 || !strings.Contains(stderr, "--init is required") {
+		t.Errorf("no --init: exit %d, %q", code, stderr)
+	}
+	for _, task := range []string{"linear-probe", "knn"} {
+		out := filepath.Join(t.TempDir(), task)
+		args := append([]string{"eval", "--task", task, "--init", "random", "--set", "backbone=resnet18", "--set", "small_stem=true", "--out", out}, common...)
+		code, stdout, stderr := runCLI(args...)
+		want := map[string]string{"linear-probe": "linear probe: top-1", "knn": "k-NN: top-1"}[task]
+		if code != 0 || !strings.Contains(stdout, want) {
+			t.Errorf("eval --task %s: exit %d\n%s\n%s", task, code, stdout, stderr)
+			continue
+		}
+		var res map[string]any
+		readJSON(t, filepath.Join(out, "result.json"), &res)
+		if top1, ok := res["top1"].(float64); !ok || top1 <= 100.0/3 {
+			t.Errorf("eval --task %s: result.json top1 %v, want above chance", task, res["top1"])
+		}
+	}
+	// From a run folder: the backbone is read from its checkpoint's settings; a checkpoint
+	// without the backbone's variables is an error naming the scope.
+	code, _, stderr = runCLI(append([]string{"eval", "--task", "knn", "--init", run, "--out", t.TempDir()}, common...)...)
+	if code == 0 || !strings.Contains(stderr, "/student/backbone") {
+		t.Errorf("a run folder without a backbone: exit %d, %q", code, stderr)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dreamteacher-go/dreamteacher/configs"
 	"github.com/dreamteacher-go/dreamteacher/convert"
 	"github.com/dreamteacher-go/dreamteacher/datasets"
 	"github.com/dreamteacher-go/dreamteacher/eval/semseg"
@@ -24,6 +25,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/models/flops"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/dreamteacher-go/dreamteacher/train/probe"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -146,8 +148,13 @@ func checkpointPath(flagName, p string) (string, error) {
 }
 
 func runEval(args []string) error {
+	if task, rest, err := extractFlag(args, "task", ""); err != nil {
+		return err
+	} else if task == "linear-probe" || task == "knn" {
+		return runProbe(task, rest)
+	}
 	fs, _ := flagSet("eval")
-	task := fs.String("task", "", "semseg: compare predicted masks with a dataset's labels")
+	task := fs.String("task", "", "semseg: compare predicted masks with a dataset's labels; linear-probe or knn: classify a backbone's frozen features (eval --task linear-probe -h)")
 	dataset := fs.String("dataset", "", "registered dataset: "+strings.Join(datasets.Names(), ", "))
 	data := fs.String("data", "", "the dataset's root folder")
 	split := fs.String("split", "val", "split")
@@ -167,7 +174,7 @@ func runEval(args []string) error {
 		return resultsTable(strings.Split(*results, ","))
 	}
 	if *task != "semseg" {
-		return usagef("--task: want semseg (or use --table)")
+		return usagef("--task: want semseg, linear-probe or knn (or use --table)")
 	}
 	if *dataset == "" {
 		return usagef("--dataset is required (known: %s)", strings.Join(datasets.Names(), ", "))
@@ -516,4 +523,55 @@ func resultsTable(paths []string) error {
 		fmt.Fprintf(stdout, "| %s | %s |\n", x.name, strings.Join(cells, " | "))
 	}
 	return nil
+}
+
+// runProbe is `eval --task linear-probe|knn`: the frozen features of a pre-trained backbone
+// (--init, a run folder or checkpoint) classified by a linear probe or k-NN on a labelled
+// dataset (--data, ImageNet layout), the paper's linear-probe table.
+func runProbe(task string, args []string) error {
+	e := newExperiment("eval --task "+task, "out/"+task, probe.Defaults())
+	e.fs.String("task", task, "linear-probe or knn")
+	e.fs.String("data", "", "the labelled dataset's root folder (= --set data=...)")
+	e.fs.String("init", "", "the pre-trained backbone: a run folder, a checkpoint, or random (= --set init=...)")
+	method := map[string]string{"linear-probe": "linear", "knn": "knn"}[task]
+	pre := []string{"--set", "method=" + method}
+	for i, a := range args { // the shorthands become settings, before the user's --set
+		for _, name := range []string{"data", "init"} {
+			if a == "--"+name && i+1 < len(args) {
+				pre = append(pre, "--set", name+"="+args[i+1])
+			} else if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+				pre = append(pre, "--set", name+"="+v)
+			}
+		}
+	}
+	b, store, err := e.prepare(append(pre, args...))
+	if err != nil {
+		return err
+	}
+	in := configs.Get[string](store, "init")
+	if in == "" {
+		return usagef("--init is required: a run folder, a checkpoint, or random")
+	}
+	if in != "random" {
+		p, err := checkpointPath("init", in)
+		if err != nil {
+			return err
+		}
+		store.SetParam("/init", p)
+	}
+	res, err := probe.Run(b, store, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s (%s) on %d train / %d val images, %d classes, %d-d features:\n", res.Backbone, in, res.TrainImages, res.ValImages, res.Classes, res.FeatureDim)
+	out := map[string]any{"task": task, "backbone": res.Backbone, "train_images": res.TrainImages, "val_images": res.ValImages,
+		"encode_seconds": res.EncodeTime.Seconds(), "settings": settingsMap(store, e.defaults)}
+	if method == "linear" {
+		fmt.Fprintf(stdout, "linear probe: top-1 %.2f (train %.2f)\n", res.LinearTop1, res.LinearTrain)
+		out["top1"], out["train_top1"] = res.LinearTop1, res.LinearTrain
+	} else {
+		fmt.Fprintf(stdout, "k-NN: top-1 %.2f, top-5 %.2f\n", res.KNNTop1, res.KNNTop5)
+		out["top1"], out["top5"] = res.KNNTop1, res.KNNTop5
+	}
+	return writeResult(*e.out, out)
 }
