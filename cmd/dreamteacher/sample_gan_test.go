@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -10,7 +9,7 @@ import (
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/configs"
-	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 )
 
@@ -19,19 +18,7 @@ import (
 // generator lacks is a one-line usage error.
 func TestSampleConditionalGAN(t *testing.T) {
 	t.Setenv("GOMLX_BACKEND", "go")
-	root := t.TempDir()
-	for c := range 3 {
-		for i := range 2 {
-			m := datasets.NewImage(32, 32)
-			for j := range m.Pix {
-				m.Pix[j] = uint8(60*c + 30*i + j%3*40)
-			}
-			wnid := fmt.Sprintf("n%08d", c+1)
-			if err := datasets.WriteJPEG(filepath.Join(root, "train", wnid, fmt.Sprintf("%s_%d.JPEG", wnid, i)), m, 90); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	root := imagenettest.Folder(t, []string{"train"}, 3, 2, 32)
 	store, err := configs.NewStore(pretrain.GANDefaults(), nil, "dataset=imagenet", "data="+root, "biggan=biggan_tiny", "num_classes=3",
 		"batch=2", "steps=1", "d_steps=1", "samples=0", "workers=1")
 	if err != nil {
