@@ -24,9 +24,18 @@ type Entry struct {
 	Name   string
 	Family string // "resnet", "convnext", "adm"
 	Arch   string // our architecture name
-	URL    string
-	// File is the name of the file in the cache folder (default: the URL's last element).
+	// URL is where the file is published. For a hub entry it is the hub's address of the file
+	// at Revision, for people who fetch it by hand; downloads go through the hub client.
+	URL string
+	// File is the name of the file in the cache folder (default: the URL's last element). Hub
+	// entries are not in that folder but in the Hugging Face cache (see Fetcher).
 	File string
+	// Hub is the Hugging Face hub repository holding the file ("timm/convnext_tiny.fb_in1k"),
+	// empty for a file at a plain URL. HubFile is the file's path in the repository.
+	Hub, HubFile string
+	// Revision of the hub repository: a commit hash pins the file; a branch ("main", the
+	// default) takes whatever it points to when first downloaded.
+	Revision string
 	// SHA256 of the file when known; SHA256Prefix when only a prefix is (torchvision's file
 	// names end with the first 8 hex digits of their SHA-256, which torch.hub checks).
 	SHA256, SHA256Prefix string
@@ -38,8 +47,12 @@ type Entry struct {
 	Source string
 }
 
-// FileName is the file's name in the cache folder.
+// FileName is the file's name in the cache folder; for a hub entry, its repository and path
+// in it ("timm/convnext_tiny.fb_in1k/model.safetensors").
 func (e Entry) FileName() string {
+	if e.Hub != "" {
+		return e.Hub + "/" + e.HubFile
+	}
 	if e.File != "" {
 		return e.File
 	}
@@ -85,11 +98,9 @@ func buildCatalogue() []Entry {
 			if tag == "fb_in22k" {
 				classes = 21841
 			}
-			name := arch + "." + tag
-			out = append(out, Entry{Name: "timm/" + name, Family: "convnext", Arch: arch,
-				URL:  "https://huggingface.co/timm/" + name + "/resolve/main/model.safetensors",
-				File: "timm--" + name + ".safetensors", Classes: classes,
-				Source: "timm's pretrained config (hf_hub_id 'timm/'), Hugging Face hub, timm layout"})
+			out = append(out, hubEntry("timm/"+arch+"."+tag, "model.safetensors", hubMain, Entry{
+				Family: "convnext", Arch: arch, Classes: classes,
+				Source: "timm's pretrained config (hf_hub_id 'timm/'), Hugging Face hub, timm layout"}))
 		}
 	}
 	for _, c := range []struct{ arch, file string }{
@@ -114,6 +125,19 @@ func buildCatalogue() []Entry {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// hubMain is the revision of the hub entries whose reference names none: timm's pretrained
+// configs give only the repository (hf_hub_id), and timm downloads the head of its main branch.
+// The file is still checked on download against the SHA-256 that the hub publishes for it
+// (its LFS object id), and once in the Hugging Face cache it is used as it is.
+const hubMain = "main"
+
+// hubEntry completes e as the file of a Hugging Face hub repository (also named repo).
+func hubEntry(repo, file, revision string, e Entry) Entry {
+	e.Name, e.Hub, e.HubFile, e.Revision = repo, repo, file, revision
+	e.URL = defaultHubEndpoint + "/" + repo + "/resolve/" + revision + "/" + file
+	return e
 }
 
 // hashPrefix is the SHA-256 prefix in a torch.hub file name ("resnet50-0676ba61.pth"), as
@@ -177,24 +201,34 @@ func DefaultCacheDir() string {
 	return filepath.Join(os.TempDir(), "dreamteacher-weights")
 }
 
-// Fetcher finds catalogue files in a cache folder, downloading the missing ones.
+// Fetcher finds catalogue files in a cache folder, downloading the missing ones. Files at a
+// plain URL go to CacheDir; hub entries (Entry.Hub) go to the Hugging Face cache through
+// go-huggingface's hub client, shared with Python's huggingface_hub and other programs.
 type Fetcher struct {
 	// CacheDir holds the files under their Entry.FileName (default: DefaultCacheDir()).
 	CacheDir string
 	// Offline never downloads: a missing file is an error saying where to get it and where to
-	// put it.
+	// put it. HF_HUB_OFFLINE=1 does the same for hub entries.
 	Offline bool
-	// Client does the download (default: one with 30 s connection and 60 s response-header
-	// timeouts).
+	// Client does the downloads from plain URLs (default: one with 30 s connection and 60 s
+	// response-header timeouts). The hub client makes its own.
 	Client *http.Client
 	// Timeout bounds a whole download (0: only the context bounds it).
 	Timeout time.Duration
-	// Progress, when set, receives a line per 10% downloaded.
+	// Progress, when set, shows each download: a byte progress bar when it is a terminal, a
+	// line per 10% otherwise.
 	Progress io.Writer
+
+	// HubCacheDir is the Hugging Face cache (default: HubCacheDir()).
+	HubCacheDir string
+	// HubEndpoint is the hub's address (default: $HF_ENDPOINT, else https://huggingface.co).
+	HubEndpoint string
+	// HubToken is sent to the hub as a bearer token (default: HubToken()).
+	HubToken string
 }
 
 // Fetch returns the local path of the named catalogue checkpoint, downloading it into cacheDir
-// if it is not there.
+// (or, for a hub entry, into the Hugging Face cache) if it is not there.
 func Fetch(ctx context.Context, name, cacheDir string) (string, error) {
 	return Fetcher{CacheDir: cacheDir}.Fetch(ctx, name)
 }
@@ -211,7 +245,16 @@ func (f Fetcher) Fetch(ctx context.Context, name string) (string, error) {
 // FetchEntry returns the local path of e's file: the cached one if present (checked against
 // the known SHA-256), else downloaded to a temporary file, verified, and renamed into place.
 // When offline or failing, the error says which URL to download and where to put the file.
+// A hub entry is looked for and downloaded in the Hugging Face cache (see fetchHub).
 func (f Fetcher) FetchEntry(ctx context.Context, e Entry) (string, error) {
+	if f.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
+		defer cancel()
+	}
+	if e.Hub != "" {
+		return f.fetchHub(ctx, e)
+	}
 	dir := f.CacheDir
 	if dir == "" {
 		dir = DefaultCacheDir()
@@ -272,11 +315,6 @@ func (e Entry) checkSum(sum string) error {
 }
 
 func (f Fetcher) download(ctx context.Context, e Entry, dest string) (err error) {
-	if f.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.Timeout)
-		defer cancel()
-	}
 	client := f.Client
 	if client == nil {
 		client = &http.Client{Transport: &http.Transport{
@@ -310,10 +348,12 @@ func (f Fetcher) download(ctx context.Context, e Entry, dest string) (err error)
 	}()
 	h := sha256.New()
 	var w io.Writer = io.MultiWriter(tmp, h)
-	if f.Progress != nil && resp.ContentLength > 0 {
-		w = io.MultiWriter(w, &progress{out: f.Progress, name: e.Name, total: resp.ContentLength})
+	m := newMeter(f.Progress, e.Name, resp.ContentLength)
+	if m != nil {
+		w = io.MultiWriter(w, m)
 	}
 	n, err := io.Copy(w, resp.Body)
+	m.finish(err == nil)
 	if err != nil {
 		return err
 	}
@@ -330,21 +370,4 @@ func (f Fetcher) download(ctx context.Context, e Entry, dest string) (err error)
 		return err
 	}
 	return os.Rename(tmp.Name(), dest)
-}
-
-// progress prints a line each time another tenth of the file has arrived.
-type progress struct {
-	out        io.Writer
-	name       string
-	total, got int64
-	tenth      int64
-}
-
-func (p *progress) Write(b []byte) (int, error) {
-	p.got += int64(len(b))
-	if t := p.got * 10 / p.total; t > p.tenth {
-		p.tenth = t
-		fmt.Fprintf(p.out, "%s: %d%% of %.1f MB\n", p.name, 10*t, float64(p.total)/1e6)
-	}
-	return len(b), nil
 }

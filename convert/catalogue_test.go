@@ -77,6 +77,7 @@ func serve(t *testing.T, body []byte) (*httptest.Server, *int) {
 			http.NotFound(w, r)
 			return
 		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 		w.Write(body)
 	}))
 	t.Cleanup(srv.Close)

@@ -40,12 +40,13 @@ type Options struct {
 	Out string
 	// Scope is where the weights go in our checkpoint, e.g. "/model/backbone" (default "/").
 	Scope string
-	// CacheDir holds downloaded catalogue files (default: DefaultCacheDir()).
+	// CacheDir holds downloaded catalogue files (default: DefaultCacheDir()); hub entries go to
+	// the Hugging Face cache (HubCacheDir()).
 	CacheDir string
 	// Offline never downloads: a catalogue file missing from CacheDir is an error that says
 	// where to download it from and where to put it.
 	Offline bool
-	// Progress, when set, receives download progress lines.
+	// Progress, when set, shows downloads: a byte progress bar on a terminal, lines otherwise.
 	Progress io.Writer
 	// Nested selects the dict of the checkpoint holding the weights ("model_ema"); empty: the
 	// catalogue entry's, else detected (see Load).

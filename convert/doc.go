@@ -30,8 +30,14 @@
 // facebookresearch's and timm's ConvNeXts, guided-diffusion's 256x256 and LSUN models) by
 // name, URL and hash when published. Fetch and Run take such a name: the file is looked for in
 // the cache folder and, when missing, downloaded (to a temporary file, verified, renamed).
-// Machines without internet get an error that says which URL to download and where to put the
-// file. Nothing else in the package touches the network.
+// timm's Hugging Face copies ("timm/...") go through go-huggingface's hub client instead, into
+// the Hugging Face cache that Python's huggingface_hub shares (HubCacheDir), at the entry's
+// revision, with HF_TOKEN as the bearer token and HF_ENDPOINT as the hub when set; a file that
+// timm or huggingface-cli already put there is used as it is. Every download shows a byte
+// progress bar on a terminal (Fetcher.Progress), plain lines otherwise. Machines without
+// internet get an error that says what to download and where to put it (for a hub entry: the
+// repository, file, revision and cache folder). Nothing else in the package touches the
+// network.
 //
 // The tests compare our models, loaded from checkpoints that PyTorch saved from the reference
 // code, with PyTorch's outputs (testdata/make_fixtures.py makes them; no Python runs in tests).

@@ -232,7 +232,7 @@ func runConvert(args []string) error {
 	family := fs.String("family", "", "resnet, convnext or adm (default: from --input)")
 	arch := fs.String("arch", "", "architecture, e.g. resnet50, convnext_tiny, adm_256x256_uncond")
 	scope := fs.String("scope", "/model/backbone", "scope of the weights in the checkpoint")
-	cache := fs.String("cache", convert.DefaultCacheDir(), "folder of downloaded weights")
+	cache := fs.String("cache", convert.DefaultCacheDir(), "folder of downloaded weights (timm/... entries go to the Hugging Face cache, "+convert.HubCacheDir()+")")
 	offline := fs.Bool("offline", false, "never download (a missing file is an error saying what to fetch and where)")
 	list := fs.Bool("list", false, "list the catalogue of known pretrained weights")
 	if err := parse(fs, args); err != nil {
@@ -249,7 +249,7 @@ func runConvert(args []string) error {
 		return usagef("--input and --out are required")
 	}
 	rep, err := convert.Run(context.Background(), convert.Options{Family: *family, Arch: *arch, Input: *input, Out: *out,
-		Scope: *scope, CacheDir: *cache, Offline: *offline})
+		Scope: *scope, CacheDir: *cache, Offline: *offline, Progress: stdout})
 	if err != nil {
 		return err
 	}
