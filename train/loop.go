@@ -130,6 +130,10 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 		return nil
 	}
 
+	dryRun, _ := store.GetParam(DryRunParam)
+	if n, ok := dryRun.(int); ok && n > 0 {
+		return sum, dryRunSteps(tr, next, cfg, n)
+	}
 	bar := newProgress(out, start, cfg.Steps)
 	lastLog, lastLogTime := start, t0
 	var pending []Record
@@ -309,4 +313,51 @@ func Seed(store *model.Store, seed int64) error {
 		return nil
 	}
 	return store.SetRNGStateFromSeed(seed)
+}
+
+// DryRunParam is the store setting that turns Run into a dry run: with n > 0, Run takes n steps
+// (the first compiles the graph), writes nothing (no checkpoint, metrics or plot: the store is
+// left in an unsaved state) and returns a *DryRunError with their times and the run's length,
+// which the recipe passes up before it evaluates or draws anything. `--dry-run` sets it.
+const DryRunParam = "/run/dry_run"
+
+// DryRunError reports a dry run's timing (see DryRunParam): it is how a dry run ends, not a
+// failure.
+type DryRunError struct {
+	Steps         []time.Duration // the time of each step taken, the first including compilation
+	TotalSteps    int64           // steps of the whole run (LoopConfig.Steps)
+	ImagesPerStep int
+}
+
+func (e *DryRunError) Error() string {
+	return fmt.Sprintf("dry run: %d steps timed, the run has %d", len(e.Steps), e.TotalSteps)
+}
+
+// StepTime is the time of one step after compilation: the mean of the steps after the first
+// (the first alone when only one was taken).
+func (e *DryRunError) StepTime() time.Duration {
+	if len(e.Steps) < 2 {
+		return e.Steps[0]
+	}
+	var sum time.Duration
+	for _, d := range e.Steps[1:] {
+		sum += d
+	}
+	return sum / time.Duration(len(e.Steps)-1)
+}
+
+func dryRunSteps(tr Stepper, next Batches, cfg LoopConfig, n int) error {
+	res := &DryRunError{TotalSteps: cfg.Steps, ImagesPerStep: cfg.ImagesPerStep}
+	for range n {
+		t0 := time.Now()
+		batch, err := next()
+		if err != nil {
+			return fmt.Errorf("dry run: reading the batch: %w", err)
+		}
+		if _, err := tr.Step(batch...); err != nil {
+			return fmt.Errorf("dry run: %w", err)
+		}
+		res.Steps = append(res.Steps, time.Since(t0))
+	}
+	return res
 }

@@ -34,6 +34,9 @@ type experiment struct {
 	out      *string
 	restart  *bool
 	skipBad  *bool
+	dryRun   *int // steps timed by --dry-run (0: a real run)
+	dryBatch *int
+	dry      *dryRun // set by prepare for a dry run
 	defaults map[string]any
 }
 
@@ -44,6 +47,8 @@ func newExperiment(command, defaultOut string, defaults map[string]any) *experim
 	fs.Var(&e.sets, "set", "override one setting, key=value (repeatable); see --show-settings")
 	e.out = fs.String("out", defaultOut, "output folder (checkpoints, metrics.jsonl, PNGs); a run found there resumes")
 	e.restart = fs.Bool("restart", false, "start over: the earlier run's files in --out are moved aside to --out/restarted-<time>/")
+	e.dryRun = fs.Int("dry-run", 0, "time N steps on the real data at --dry-run-batch and print the plan (settings, backend, steps per epoch, projected time); writes nothing to --out")
+	e.dryBatch = fs.Int("dry-run-batch", 2, "the batch of a dry run (the projection scales the step time to the run's batch)")
 	if _, ok := defaults["skip_bad"]; ok {
 		e.skipBad = fs.Bool("skip-bad", false, "leave out images that fail to load, listing them in the output and result.json (= --set skip_bad=true)")
 	}
@@ -135,7 +140,7 @@ func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, erro
 	for _, key := range pathSettings {
 		v, ok := store.GetParam("/" + key)
 		p, isString := v.(string)
-		if _, known := e.defaults[key]; !ok || !known || !isString || p == "" || p == "random" {
+		if _, known := e.defaults[key]; !ok || !known || !isString || p == "" || p == "random" || strings.HasPrefix(p, "random:") {
 			continue
 		}
 		if key == "data" {
@@ -144,12 +149,19 @@ func (e *experiment) prepare(args []string) (compute.Backend, *model.Store, erro
 			}
 		}
 		if _, err := os.Stat(p); err != nil {
+			if *e.dryRun > 0 && (key == "teacher" || key == "init") {
+				return nil, nil, usagef("setting %s: %s does not exist; a dry run times the same with random weights: --set %s=%s",
+					key, p, key, map[string]string{"teacher": "random:<its adm configuration, e.g. adm_256x256_uncond>", "init": "random"}[key])
+			}
 			return nil, nil, usagef("setting %s: %s does not exist", key, p)
 		}
 	}
 	b, _, err := newBackend(*e.backend)
 	if err != nil {
 		return nil, nil, err
+	}
+	if *e.dryRun > 0 {
+		return b, store, e.startDryRun(b, store)
 	}
 	if *e.restart {
 		if aside, err := train.MoveAside(*e.out); err != nil {

@@ -284,3 +284,29 @@ func TestSkipBad(t *testing.T) {
 		t.Errorf("result.json skipped = %v, want [%s: ...]", res["skipped"], bad)
 	}
 }
+
+// TestDryRun: --dry-run times a few steps on the real data at a small batch and prints the plan
+// (settings, backend, steps per epoch, projected time), writing nothing to --out; a missing
+// init is an error that says a dry run times the same with random weights.
+func TestDryRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles a tiny model")
+	}
+	data := testScenes(t)
+	out := filepath.Join(t.TempDir(), "teacher")
+	stdout := mustRun(t, append(teacherArgs(data), "--set", "batch=8", "--set", "steps=1000", "--dry-run", "2", "--out", out)...)
+	for _, want := range []string{"dry run of `dreamteacher pretrain-diffusion`", "adm = adm_tiny", "backend: ",
+		"16 images; 8 images a step: 2 steps per epoch; the run's 1000 steps are 500.0 epochs", "2 steps at batch 2",
+		"per step at batch 8 (x8/2"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("dry-run output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a dry run wrote %s (%v)", out, err)
+	}
+	code, _, stderr := runCLI(append(semsegArgs(data, "--set", "init="+filepath.Join(t.TempDir(), "none")), "--dry-run", "2")...)
+	if code != 2 || !strings.Contains(stderr, "--set init=random") {
+		t.Errorf("dry run with a missing init: exit %d, %q", code, stderr)
+	}
+}

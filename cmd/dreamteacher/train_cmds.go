@@ -28,7 +28,7 @@ func runPretrainDiffusion(args []string) error {
 	}
 	res, err := pretrain.Diffusion(b, store, *e.out, os.Stderr)
 	if err != nil {
-		return err
+		return e.finish(err)
 	}
 	reportSkipped(res.Skipped)
 	fmt.Fprintf(stdout, "teacher: %d steps in %s, final loss %.4f\ncheckpoint: %s\nsamples:    %s\n",
@@ -45,7 +45,7 @@ func runPretrainGAN(args []string) error {
 	}
 	res, err := pretrain.GAN(b, store, *e.out, os.Stderr)
 	if err != nil {
-		return err
+		return e.finish(err)
 	}
 	reportSkipped(res.Skipped)
 	fmt.Fprintf(stdout, "GAN: %d generator steps in %s\ncheckpoint: %s\nsamples:    %s\n", res.Steps, res.TrainTime.Round(time.Second), res.Checkpoint, res.Samples)
@@ -61,7 +61,7 @@ func runDistill(args []string) error {
 	}
 	res, err := distill.Run(b, store, *e.out, os.Stderr)
 	if err != nil {
-		return err
+		return e.finish(err)
 	}
 	reportSkipped(res.Skipped)
 	fmt.Fprintf(stdout, "distilled: %d steps in %s, loss %.4f -> %.4f\ncheckpoint: %s (backbone under %s)\nfeatures:   %s\n",
@@ -78,7 +78,7 @@ func runInterpret(args []string) error {
 	}
 	res, err := interpret.Run(b, store, *e.out, os.Stderr)
 	if err != nil {
-		return err
+		return e.finish(err)
 	}
 	reportSkipped(res.Skipped)
 	fmt.Fprint(stdout, res.Metrics.Format(res.Classes))
@@ -103,7 +103,7 @@ func runFinetune(args []string) error {
 		}
 		res, err := finetune.Semseg(b, store, *e.out, os.Stderr)
 		if err != nil {
-			return err
+			return e.finish(err)
 		}
 		reportSkipped(res.Skipped)
 		fmt.Fprint(stdout, res.Metrics.Format(res.Classes))
@@ -119,7 +119,7 @@ func runFinetune(args []string) error {
 		}
 		res, err := finetune.Instseg(b, store, *e.out, os.Stderr)
 		if err != nil {
-			return err
+			return e.finish(err)
 		}
 		reportSkipped(res.Skipped)
 		fmt.Fprintf(stdout, "bbox:\n%s\nsegm:\n%s\n", res.Box.Summary.Text(), res.Mask.Summary.Text())
