@@ -74,12 +74,31 @@ func LoadDiffusion(ckpt, fromScope, admSetting string, step int, taps []string) 
 			"leave adm empty to take the teacher's configuration, or give a teacher pre-trained as %q",
 			admSetting, ckpt, name, admSetting)
 	}
+	t, err := newDiffusion(ckpt, name, settings, step, taps)
+	if err != nil {
+		return nil, err
+	}
+	t.Checkpoint, t.FromScope = ckpt, fromScope
+	return t, nil
+}
+
+// NewDiffusion is the teacher of the registered ADM configuration name without a checkpoint
+// (its weights are whatever the store holds: e.g. freshly initialised, for a benchmark or a
+// test), with the diffusion process of the pre-training settings (noise_schedule,
+// diffusion_steps; pretrain.DiffusionDefaults where settings, which may be nil, do not say).
+// step is the encoding timestep t; taps empty means adm.DefaultTaps.
+func NewDiffusion(name string, settings map[string]any, step int, taps []string) (*Diffusion, error) {
+	return newDiffusion(name, name, settings, step, taps)
+}
+
+// newDiffusion makes the teacher; what names it in errors (its checkpoint, or its name).
+func newDiffusion(what, name string, settings map[string]any, step int, taps []string) (*Diffusion, error) {
 	cfg, err := adm.GetConfig(name)
 	if err != nil {
-		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
+		return nil, fmt.Errorf("teacher %s: %w", what, err)
 	}
 	if cfg.NumClasses > 0 {
-		return nil, fmt.Errorf("teacher %s: adm %s is class-conditional; DreamTeacher encodes unlabeled images with an unconditional teacher", ckpt, name)
+		return nil, fmt.Errorf("teacher %s: adm %s is class-conditional; DreamTeacher encodes unlabeled images with an unconditional teacher", what, name)
 	}
 	// The diffusion process of the pre-training run (pre-training's defaults where the
 	// checkpoint does not say).
@@ -94,15 +113,15 @@ func LoadDiffusion(ckpt, fromScope, admSetting string, step int, taps []string) 
 	configs.SetDefaults(procStore, procSettings)
 	proc, err := pretrain.Process(procStore, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("teacher %s: %w", ckpt, err)
+		return nil, fmt.Errorf("teacher %s: %w", what, err)
 	}
 	if step < 0 || step >= proc.NumTimesteps {
-		return nil, fmt.Errorf("t = %d: the teacher %s has a %d-step process (t in 0..%d)", step, ckpt, proc.NumTimesteps, proc.NumTimesteps-1)
+		return nil, fmt.Errorf("t = %d: the teacher %s has a %d-step process (t in 0..%d)", step, what, proc.NumTimesteps, proc.NumTimesteps-1)
 	}
 	if len(taps) == 0 {
 		taps = adm.DefaultTaps(cfg)
 	}
-	t := &Diffusion{Config: cfg, Name: name, Process: proc, Step: step, Checkpoint: ckpt, FromScope: fromScope}
+	t := &Diffusion{Config: cfg, Name: name, Process: proc, Step: step}
 	seen := map[string]bool{}
 	for _, tap := range taps {
 		info, err := adm.LookupTap(cfg, tap)
