@@ -106,28 +106,14 @@ func Cover(h, w int) transforms.Transform {
 func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writer) (DiffusionResult, error) {
 	str := func(k string) string { return configs.Get[string](store, k) }
 	num := func(k string) int { return configs.Get[int](store, k) }
-	flt := func(k string) float64 { return configs.Get[float64](store, k) }
-	cfg, err := adm.GetConfig(str("adm"))
+	step, err := NewDiffusionStep(store)
 	if err != nil {
 		return DiffusionResult{}, err
-	}
-	size := configs.Get[[]int](store, "size")
-	if len(size) != 2 {
-		return DiffusionResult{}, fmt.Errorf("size must be (height, width), got %v", size)
-	}
-	if err := cfg.CheckInputSize(size[0], size[1]); err != nil {
-		return DiffusionResult{}, fmt.Errorf("size %v: %w", size, err)
 	}
 	if err := CheckSampler(str("sampler")); err != nil {
 		return DiffusionResult{}, err
 	}
-	if cfg.NumClasses > 0 {
-		return DiffusionResult{}, fmt.Errorf("adm %s is class-conditional: pre-training on unlabeled images needs an unconditional configuration", str("adm"))
-	}
-	proc, err := Process(store, cfg)
-	if err != nil {
-		return DiffusionResult{}, err
-	}
+	cfg, proc, size := step.Config, step.Process, step.Size
 	ds, err := datasets.Open(str("dataset"), str("data"), str("split"), datasets.Options{})
 	if err != nil {
 		return DiffusionResult{}, err
@@ -141,21 +127,11 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	if err != nil {
 		return DiffusionResult{}, err
 	}
-	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
-		x0 := AddScalar(MulScalar(in[0], 2), -1) // [0, 1] -> [-1, 1]
-		return proc.TrainingLosses(scope, ScopedUNet(cfg, "unet"), x0, nil)
-	}
 	steps := int64(num("steps"))
 	if err := train.Seed(store, int64(num("seed"))); err != nil {
 		return DiffusionResult{}, err
 	}
-	tr, err := train.NewTrainer(b, store, train.Config{
-		Optimizer: train.OptimizerConfig{Name: "adamw", WeightDecay: flt("weight_decay"), Beta1: 0.9, Beta2: 0.999},
-		Schedule:  train.Schedule{Kind: "constant", BaseLR: flt("lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
-		ClipNorm:  flt("clip"),
-		EMADecay:  flt("ema"),
-		Train:     []string{UNetScope},
-	}, lossFn)
+	tr, err := train.NewTrainer(b, store, step.Trainer, step.Loss)
 	if err != nil {
 		return DiffusionResult{}, err
 	}
@@ -183,6 +159,59 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 		}
 	}
 	return res, nil
+}
+
+// DiffusionStep is one training step of ADM pre-training, as Diffusion runs it.
+type DiffusionStep struct {
+	Config  adm.Config // the UNet's
+	Process *diffusion.Diffusion
+	Size    []int        // the training images' (height, width)
+	Loss    train.LossFn // on a batch of images [batch, height, width, 3] in [0, 1]
+	Trainer train.Config // AdamW, learning rate, clipping, EMA; trains UNetScope
+}
+
+// NewDiffusionStep builds the training step of the store's settings (see DiffusionDefaults:
+// adm, size, noise_schedule, diffusion_steps, lr, weight_decay, warmup, steps, clip, ema).
+// Diffusion trains with it; `dreamteacher bench` times it.
+func NewDiffusionStep(store *model.Store) (*DiffusionStep, error) {
+	name := configs.Get[string](store, "adm")
+	flt := func(k string) float64 { return configs.Get[float64](store, k) }
+	cfg, err := adm.GetConfig(name)
+	if err != nil {
+		return nil, err
+	}
+	size := configs.Get[[]int](store, "size")
+	if len(size) != 2 {
+		return nil, fmt.Errorf("size must be (height, width), got %v", size)
+	}
+	if err := cfg.CheckInputSize(size[0], size[1]); err != nil {
+		return nil, fmt.Errorf("size %v: %w", size, err)
+	}
+	if cfg.NumClasses > 0 {
+		return nil, fmt.Errorf("adm %s is class-conditional: pre-training on unlabeled images needs an unconditional configuration", name)
+	}
+	proc, err := Process(store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &DiffusionStep{Config: cfg, Process: proc, Size: size, Loss: DiffusionLoss(proc, cfg), Trainer: train.Config{
+		Optimizer: train.OptimizerConfig{Name: "adamw", WeightDecay: flt("weight_decay"), Beta1: 0.9, Beta2: 0.999},
+		Schedule: train.Schedule{Kind: "constant", BaseLR: flt("lr"), WarmupSteps: configs.Get[int](store, "warmup"),
+			TotalSteps: configs.Get[int](store, "steps")},
+		ClipNorm: flt("clip"),
+		EMADecay: flt("ema"),
+		Train:    []string{UNetScope},
+	}}, nil
+}
+
+// DiffusionLoss is the pre-training objective on a batch of images [N, H, W, C] in [0, 1]:
+// the process' training losses (uniform timesteps, fresh noise; with a learned variance the
+// hybrid MSE + VB objective) of the UNet of cfg under /unet.
+func DiffusionLoss(proc *diffusion.Diffusion, cfg adm.Config) train.LossFn {
+	return func(scope *model.Scope, in []*Node) map[string]*Node {
+		x0 := AddScalar(MulScalar(in[0], 2), -1) // [0, 1] -> [-1, 1]
+		return proc.TrainingLosses(scope, ScopedUNet(cfg, "unet"), x0, nil)
+	}
 }
 
 // ScopedUNet is the UNet of cfg as a diffusion model whose variables are under prefix
