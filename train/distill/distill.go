@@ -132,19 +132,9 @@ type source struct {
 func diffusionSource(store *model.Store, teacher *teachers.Diffusion) (*source, error) {
 	str := func(k string) string { return configs.Get[string](store, k) }
 	num := func(k string) int { return configs.Get[int](store, k) }
-	size := configs.Get[[]int](store, "size")
-	if len(size) != 2 {
-		return nil, fmt.Errorf("size must be (height, width), got %v", size)
-	}
-	tsize := configs.Get[[]int](store, "teacher_size")
-	if len(tsize) == 0 {
-		tsize = size
-	}
-	if len(tsize) != 2 {
-		return nil, fmt.Errorf("teacher_size must be (height, width), got %v", tsize)
-	}
-	if err := teacher.Config.CheckInputSize(tsize[0], tsize[1]); err != nil {
-		return nil, fmt.Errorf("teacher input %v for the teacher %s: %w", tsize, teacher.Name, err)
+	size, tsize, err := inputSizes(store, teacher)
+	if err != nil {
+		return nil, err
 	}
 	ds, err := datasets.Open(str("dataset"), str("data"), str("split"), datasets.Options{})
 	if err != nil {
@@ -165,13 +155,7 @@ func diffusionSource(store *model.Store, teacher *teachers.Diffusion) (*source, 
 		targets: teacher.Targets(tsize[0], tsize[1]),
 		load:    teacher.Load,
 		inShape: shapes.Make(dtypes.Float32, bs, size[0], size[1], 3),
-		encode: func(scope *model.Scope, images *Node) (*Node, map[string]*Node) {
-			x := images
-			if tsize[0] != size[0] || tsize[1] != size[1] {
-				x = nn.ResizeBilinear(images, tsize[0], tsize[1])
-			}
-			return images, teacher.Features(scope, x)
-		},
+		encode:  diffusionEncode(teacher, size, tsize),
 		next: func(step int64) (func() (*tensors.Tensor, error), func()) {
 			it := ld.IterateFrom(step)
 			return func() (*tensors.Tensor, error) {
@@ -183,6 +167,37 @@ func diffusionSource(store *model.Store, teacher *teachers.Diffusion) (*source, 
 			}, it.Close
 		},
 	}, nil
+}
+
+// inputSizes are the (height, width) of the student's images and of the teacher's input.
+func inputSizes(store *model.Store, teacher *teachers.Diffusion) (size, tsize []int, err error) {
+	size = configs.Get[[]int](store, "size")
+	if len(size) != 2 {
+		return nil, nil, fmt.Errorf("size must be (height, width), got %v", size)
+	}
+	tsize = configs.Get[[]int](store, "teacher_size")
+	if len(tsize) == 0 {
+		tsize = size
+	}
+	if len(tsize) != 2 {
+		return nil, nil, fmt.Errorf("teacher_size must be (height, width), got %v", tsize)
+	}
+	if err := teacher.Config.CheckInputSize(tsize[0], tsize[1]); err != nil {
+		return nil, nil, fmt.Errorf("teacher input %v for the teacher %s: %w", tsize, teacher.Name, err)
+	}
+	return size, tsize, nil
+}
+
+// diffusionEncode is the source's encode of a diffusion teacher: the student sees the images
+// (size), the teacher the images resized to tsize.
+func diffusionEncode(teacher *teachers.Diffusion, size, tsize []int) func(*model.Scope, *Node) (*Node, map[string]*Node) {
+	return func(scope *model.Scope, images *Node) (*Node, map[string]*Node) {
+		x := images
+		if tsize[0] != size[0] || tsize[1] != size[1] {
+			x = nn.ResizeBilinear(images, tsize[0], tsize[1])
+		}
+		return images, teacher.Features(scope, x)
+	}
 }
 
 // ganSource is DreamTeacher's "synthesized dataset": a GAN teacher generates each batch.
@@ -243,13 +258,9 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 			return Result{}, err
 		}
 	}
-	entry, err := backbones.Get(str("backbone"))
+	student, err := newStudent(store, src.targets)
 	if err != nil {
 		return Result{}, err
-	}
-	student := func(scope *model.Scope, images *Node) map[string]*Node {
-		feats := entry.Build(scope.In("backbone"), backbones.Normalize(images), backbones.Options{SmallInputStem: configs.Get[bool](store, "small_stem")}).Features
-		return regressor.New(scope.In("regressor"), feats, src.targets).Width(num("regressor_width")).Done()
 	}
 	mode := str("mode")
 	var interp *interpret.Interpreter
@@ -265,25 +276,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	default:
 		return Result{}, fmt.Errorf("mode %q: want feature, label or mixed", mode)
 	}
-	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
-		images, feats := src.encode(scope.In("teacher"), in[0])
-		preds := student(scope.In("student"), images)
-		terms := map[string]*Node{}
-		if mode != "label" {
-			terms = feature.Loss(preds, byTargetName(feats), feature.Config{ATWeight: flt("at_weight"), LNEps: feature.DefaultLNEps})
-		}
-		if interp != nil {
-			ld := labelLoss(scope, interp, feats, preds, flt("tau"))
-			terms["ld"] = ld
-			if mode == "label" {
-				terms["loss"] = ld
-			} else {
-				terms["feat"] = terms["loss"]
-				terms["loss"] = Add(terms["loss"], MulScalar(ld, flt("ld_weight")))
-			}
-		}
-		return terms
-	}
+	lossFn := distillLoss(store, src.encode, student, interp)
 
 	if err := train.Seed(store, int64(num("seed"))); err != nil {
 		return Result{}, err
@@ -297,12 +290,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	fmt.Fprintf(log, "%s -> student %s\n", src.describe, str("backbone"))
 
 	steps := int64(num("steps"))
-	tr, err := train.NewTrainer(b, store, train.Config{
-		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay")},
-		Schedule:  train.Schedule{Kind: str("schedule"), BaseLR: flt("lr"), MinLR: flt("min_lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
-		ClipNorm:  flt("clip"),
-		Train:     []string{StudentScope},
-	}, lossFn)
+	tr, err := train.NewTrainer(b, store, trainerConfig(store), lossFn)
 	if err != nil {
 		return Result{}, err
 	}
@@ -341,6 +329,99 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		}
 	}
 	return res, nil
+}
+
+// FeatureStep is one training step of feature distillation from a diffusion teacher, as Run
+// builds it.
+type FeatureStep struct {
+	Input   shapes.Shape       // the batch: images [batch, height, width, 3] in [0, 1]
+	Targets []regressor.Target // the teacher's features that the student regresses
+	Loss    train.LossFn
+	Trainer train.Config // trains StudentScope only
+}
+
+// NewFeatureStep builds the step of mode "feature" on the store's settings (see Defaults: size,
+// teacher_size, batch, backbone, small_stem, regressor_width, at_weight, optimizer, lr,
+// weight_decay, schedule, ...) for the teacher, without a dataset: `dreamteacher bench` times
+// it. The teacher's weights are whatever the store holds under teachers.Scope (Run loads them
+// from the teacher's checkpoint; fresh ones cost the same).
+func NewFeatureStep(store *model.Store, teacher *teachers.Diffusion) (*FeatureStep, error) {
+	if mode := configs.Get[string](store, "mode"); mode != "feature" {
+		return nil, fmt.Errorf("mode %s: NewFeatureStep builds feature distillation only", mode)
+	}
+	size, tsize, err := inputSizes(store, teacher)
+	if err != nil {
+		return nil, err
+	}
+	targets := teacher.Targets(tsize[0], tsize[1])
+	student, err := newStudent(store, targets)
+	if err != nil {
+		return nil, err
+	}
+	return &FeatureStep{
+		Input:   shapes.Make(dtypes.Float32, configs.Get[int](store, "batch"), size[0], size[1], 3),
+		Targets: targets,
+		Loss:    distillLoss(store, diffusionEncode(teacher, size, tsize), student, nil),
+		Trainer: trainerConfig(store),
+	}, nil
+}
+
+// newStudent is the student of the store's settings (backbone, small_stem, regressor_width):
+// the backbone on the (ImageNet-normalised) images, the regressor to the targets.
+func newStudent(store *model.Store, targets []regressor.Target) (func(scope *model.Scope, images *Node) map[string]*Node, error) {
+	entry, err := backbones.Get(configs.Get[string](store, "backbone"))
+	if err != nil {
+		return nil, err
+	}
+	opts := backbones.Options{SmallInputStem: configs.Get[bool](store, "small_stem")}
+	width := configs.Get[int](store, "regressor_width")
+	return func(scope *model.Scope, images *Node) map[string]*Node {
+		feats := entry.Build(scope.In("backbone"), backbones.Normalize(images), opts).Features
+		return regressor.New(scope.In("regressor"), feats, targets).Width(width).Done()
+	}, nil
+}
+
+// distillLoss is the loss of a step on the store's settings (mode, at_weight, tau, ld_weight):
+// the teacher's features of the step's input (encode, under /teacher), the student's
+// predictions of them (under /student), L_feat, and with an interpreter L_ld.
+func distillLoss(store *model.Store, encode func(*model.Scope, *Node) (*Node, map[string]*Node),
+	student func(*model.Scope, *Node) map[string]*Node, interp *interpret.Interpreter) train.LossFn {
+	mode := configs.Get[string](store, "mode")
+	flt := func(k string) float64 { return configs.Get[float64](store, k) }
+	atWeight, tau, ldWeight := flt("at_weight"), flt("tau"), flt("ld_weight")
+	return func(scope *model.Scope, in []*Node) map[string]*Node {
+		images, feats := encode(scope.In("teacher"), in[0])
+		preds := student(scope.In("student"), images)
+		terms := map[string]*Node{}
+		if mode != "label" {
+			terms = feature.Loss(preds, byTargetName(feats), feature.Config{ATWeight: atWeight, LNEps: feature.DefaultLNEps})
+		}
+		if interp != nil {
+			ld := labelLoss(scope, interp, feats, preds, tau)
+			terms["ld"] = ld
+			if mode == "label" {
+				terms["loss"] = ld
+			} else {
+				terms["feat"] = terms["loss"]
+				terms["loss"] = Add(terms["loss"], MulScalar(ld, ldWeight))
+			}
+		}
+		return terms
+	}
+}
+
+// trainerConfig is the trainer of the store's settings (optimizer, weight_decay, schedule, lr,
+// min_lr, warmup, steps, clip): the student trained, everything else frozen.
+func trainerConfig(store *model.Store) train.Config {
+	str := func(k string) string { return configs.Get[string](store, k) }
+	num := func(k string) int { return configs.Get[int](store, k) }
+	flt := func(k string) float64 { return configs.Get[float64](store, k) }
+	return train.Config{
+		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay")},
+		Schedule:  train.Schedule{Kind: str("schedule"), BaseLR: flt("lr"), MinLR: flt("min_lr"), WarmupSteps: num("warmup"), TotalSteps: num("steps")},
+		ClipNorm:  flt("clip"),
+		Train:     []string{StudentScope},
+	}
 }
 
 // byTargetName keys the teacher's features (by tap name) by the regressor's target names.
