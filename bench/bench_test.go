@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"sort"
 	"strconv"
@@ -16,22 +18,149 @@ import (
 	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
+	"github.com/dreamteacher-go/dreamteacher/models/adm"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 )
 
+// tinySizes are the smallest sizes each workload builds at, for the tests.
+var tinySizes = map[string]Size{
+	"resnet18-cifar": {8, 8},
+	"adm":            {16, 16}, // adm_camvid: multiples of 16
+	"distill":        {32, 32}, // the teacher at half size
+}
+
+// TestRunSmall runs one step of every workload at a tiny size on the Go backend and checks what
+// it reports.
 func TestRunSmall(t *testing.T) {
-	r, err := Run(backend.Go(), "resnet18-cifar", 8, 2, 1, 1)
+	camvidUNet := int64(adm.NumParams(adm.Configs["adm_camvid"]))
+	want := map[string]map[string]int64{
+		"resnet18-cifar": {"model": 11173962}, // torchvision's resnet18, CIFAR stem, 10 classes
+		"adm":            {"unet": camvidUNet},
+		"distill":        {"teacher": camvidUNet},
+	}
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			size, ok := tinySizes[name]
+			if !ok {
+				t.Fatalf("no tiny size for workload %s", name)
+			}
+			r, err := Run(backend.Go(), name, size, 2, 0, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.MedianStep <= 0 || r.ImagesPerS <= 0 || r.FwdGFLOP <= 0 || r.GFLOPPerStep <= r.FwdGFLOP || r.PeakRSSMiB <= 0 {
+				t.Errorf("result %+v", r)
+			}
+			if r.Size() != size || r.Batch != 2 || r.Workload != name {
+				t.Errorf("result for %s at %s batch 2: %+v", name, size, r)
+			}
+			for part, n := range want[name] {
+				if r.Params[part] != n {
+					t.Errorf("%s: %d parameters, want %d", part, r.Params[part], n)
+				}
+			}
+			for part, n := range r.Params {
+				if n <= 0 {
+					t.Errorf("%s has no parameters", part)
+				}
+			}
+		})
+	}
+	if _, err := Run(backend.Go(), "nope", Size{8, 8}, 2, 1, 1); err == nil {
+		t.Error("unknown workload must fail")
+	}
+}
+
+// TestDistillTrainsTheStudentOnly: a distillation step changes the student's weights, not the
+// teacher's, and the teacher is adm_camvid.
+func TestDistillTrainsTheStudentOnly(t *testing.T) {
+	step, err := camvidDistill(tinySizes["distill"], 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.MedianStep <= 0 || r.GFLOPPerStep <= 0 || r.ImagesPerS <= 0 {
-		t.Errorf("result %+v", r)
+	tr, err := train.NewTrainer(backend.Go(), step.Store, step.Trainer, step.Loss)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := Run(backend.Go(), "nope", 8, 2, 1, 1); err == nil {
-		t.Error("unknown workload must fail")
+	if _, err := tr.Step(step.Inputs...); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]float64{}
+	for v := range step.Store.IterVariables() {
+		if strings.HasPrefix(v.Path(), "/teacher/") || strings.HasPrefix(v.Path(), "/student/") {
+			before[v.Path()] = sumOf(v.MustValue())
+		}
+	}
+	if _, err := tr.Step(step.Inputs...); err != nil {
+		t.Fatal(err)
+	}
+	teacherVars, studentChanged := 0, false
+	for v := range step.Store.IterVariables() {
+		old, ok := before[v.Path()]
+		if !ok {
+			continue
+		}
+		now := sumOf(v.MustValue())
+		if strings.HasPrefix(v.Path(), "/teacher/") {
+			teacherVars++
+			if now != old {
+				t.Errorf("teacher variable %s changed", v.Path())
+			}
+		} else if now != old {
+			studentChanged = true
+		}
+	}
+	if teacherVars == 0 || !studentChanged {
+		t.Errorf("%d teacher variables; student changed: %v", teacherVars, studentChanged)
+	}
+	c, err := count(backend.Go(), step)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Params["teacher"] != int64(adm.NumParams(adm.Configs["adm_camvid"])) {
+		t.Errorf("counts %+v", c)
+	}
+}
+
+func sumOf(t *tensors.Tensor) float64 {
+	s := 0.0
+	for _, x := range toF64(t) {
+		s += x
+	}
+	return s
+}
+
+// TestTorchPeerCounts checks, where Debian's python3-torch is installed, that each workload's
+// PyTorch peer (scripts/bench_torch.py) has our parameter counts and forward FLOPs.
+func TestTorchPeerCounts(t *testing.T) {
+	if err := exec.Command(TorchPython, "-c", "import torch, torchvision").Run(); err != nil {
+		t.Skip("python3-torch and python3-torchvision are not installed")
+	}
+	script := "../scripts/bench_torch.py"
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			size := Workloads[name].Sizes[0]
+			if testing.Short() {
+				size = tinySizes[name]
+			}
+			ours, err := Count(backend.Go(), name, size, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs, err := CountTorch(script, name, size, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(ours.Params, theirs.Params) {
+				t.Errorf("parameters: ours %v, PyTorch %v", ours.Params, theirs.Params)
+			}
+			if math.Abs(ours.Fwd-theirs.FwdGFLOP) > 1e-3*ours.Fwd {
+				t.Errorf("forward: ours %.6f GFLOP, PyTorch %.6f", ours.Fwd, theirs.FwdGFLOP)
+			}
+		})
 	}
 }
 
@@ -74,7 +203,7 @@ func TestProfile(t *testing.T) {
 }
 
 func TestVerifySameBackendIsExact(t *testing.T) {
-	v, err := Verify(backend.Go(), backend.Go(), "resnet18-cifar", 8, 2)
+	v, err := Verify(backend.Go(), backend.Go(), "resnet18-cifar", Size{8, 8}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,10 +257,11 @@ func TestTiming(t *testing.T) {
 		}
 		sort.Float64s(times)
 		sort.Float64s(cpus)
-		gflop, err := stepGFLOP(backend.Go(), lossFn, inputs)
+		c, err := count(backend.Go(), &Step{Loss: lossFn, Inputs: inputs})
 		if err != nil {
 			t.Fatal(err)
 		}
+		gflop := c.Total
 		med := times[len(times)/2]
 		fmt.Printf("resnet18-cifar %3dpx batch 8: median %.3f s, min %.3f s, cpu/step median %.3f s (min %.3f), %.1f images/s, %.1f GFLOP/step, %.1f GFLOP/s (median), %.1f GFLOP/s (min)\n",
 			size, med, times[0], cpus[len(cpus)/2], cpus[0], 8/med, gflop, gflop/med, gflop/times[0])
