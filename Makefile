@@ -35,7 +35,9 @@ bench: build
 		{ echo "installing the PyTorch peer (Debian python3-torch)"; \
 		  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-torchvision) >/dev/null || \
 		  echo "could not install python3-torch: the PyTorch column will be missing"; }
-	./$(BIN) bench
+	./$(BIN) bench --workload resnet18-cifar
+	./$(BIN) bench --workload adm
+	./$(BIN) bench --workload distill
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files "*.go" | grep -v "^third_party/")); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
