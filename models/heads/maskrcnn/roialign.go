@@ -12,7 +12,9 @@ import (
 // with aligned=True (detectron2's ROIAlignV2): the box is shifted by half a pixel, each of the
 // out x out bins averages a grid of bilinear samples, and samples beyond the map (by more than
 // one pixel) count as zero. samplingRatio 0 is detectron2's adaptive grid ceil(roi/out) per
-// RoI and axis, exactly (see roiAlignTable). The gradient flows to x, not to the boxes.
+// RoI and axis, exactly (see roiAlignTable). The gradient flows to x, not to the boxes. As
+// torchvision's kernel, the sampling geometry is computed in x's dtype: float64 for float64
+// maps, float32 otherwise. testdata/roialign.json holds torchvision's outputs and gradients.
 func RoIAlign(x, boxes *Node, out int, spatialScale float64, samplingRatio int) *Node {
 	if x.Rank() != 4 || boxes.Rank() != 3 || boxes.Shape().Dim(0) != x.Shape().Dim(0) {
 		exceptions.Panicf("maskrcnn.RoIAlign: want x [N,H,W,C] and boxes [N,R,4], got %s and %s", x.Shape(), boxes.Shape())
@@ -76,16 +78,12 @@ func roiAlignLevels(levels []*Node, scales []float64, boxes, lvl *Node, out, sam
 		table = Concatenate(flat, 0)
 	}
 	pick := func(values []int32) *Node { return Gather(Const(g, values), ExpandAxes(lvl, 2)) }
-	scaleF := make([]float32, len(scales))
-	for i, s := range scales {
-		scaleF[i] = float32(s)
-	}
 	r := boxes.Shape().Dim(1)
 	batch := Iota(g, shapes.Make(dtypes.Int32, n, r), 0)
 	geom := roiGeometry{
 		height: pick(heights),
 		width:  pick(widths),
-		scale:  Gather(Const(g, scaleF), ExpandAxes(lvl, 2)),
+		scale:  Gather(ConvertDType(Const(g, scales), geometryDType(levels[0].DType())), ExpandAxes(lvl, 2)),
 	}
 	geom.base = Add(pick(bases), Mul(batch, Mul(geom.height, geom.width)))
 	return roiAlignTable(table, geom, boxes, out, samplingRatio)
@@ -95,7 +93,17 @@ func roiAlignLevels(levels []*Node, scales []float64, boxes, lvl *Node, out, sam
 // map of RoI [n, r] is row base + y*width + x. All fields are [N, R].
 type roiGeometry struct {
 	base, height, width *Node // int32
-	scale               *Node // float32: feature pixels per input pixel
+	scale               *Node // feature pixels per input pixel, in the geometry dtype
+}
+
+// geometryDType is the dtype RoIAlign computes sample positions and weights in for maps of
+// dtype dt: dt for float64 (torchvision's kernel runs in the input's scalar type), float32
+// otherwise (boxDType).
+func geometryDType(dt dtypes.DType) dtypes.DType {
+	if dt == dtypes.Float64 {
+		return dt
+	}
+	return boxDType
 }
 
 // roiAlignTable is RoIAlign (aligned=True) over the pixels table [T, C] of any dtype (the
@@ -176,35 +184,38 @@ func attachGradient(value, from *Node, vjp func(v *Node) *Node) *Node {
 	return Reshape(Slice(joined, AxisRange(0, m)), value.Shape().Dimensions...)
 }
 
-// roiSampler holds the per-RoI quantities of RoIAlign, computed once in float32 as torchvision.
+// roiSampler holds the per-RoI quantities of RoIAlign, computed once in the geometry dtype
+// (geom.scale's) as torchvision.
 type roiSampler struct {
 	geom           roiGeometry
+	dt             dtypes.DType // the geometry dtype
 	out            int
 	binStartH      *Node // [N, R, out]: start + p*bin, the first edge of every bin
 	binStartW      *Node
 	binH, binW     *Node // [N, R]
-	gridHF, gridWF *Node // [N, R] float32 grid sizes (>= 1)
+	gridHF, gridWF *Node // [N, R] grid sizes (>= 1)
 	gridW1         *Node // [N, R] int32 grid width (>= 1)
 	lastH, lastW   *Node // [N, R, 1] int32 last row and column
-	sizeH, sizeW   *Node // [N, R, 1] float32 map height and width
+	sizeH, sizeW   *Node // [N, R, 1] map height and width
 	rowBase        *Node // [N, R, 1] int32 table row of pixel (0, 0)
 	widthI         *Node // [N, R, 1] int32
 	samples        *Node // [N, R] int32 gridH*gridW
-	count          *Node // [N, R] float32 max(gridH*gridW, 1)
+	count          *Node // [N, R] max(gridH*gridW, 1)
 	maxSamples     *Node // scalar int32
 }
 
 func newRoISampler(geom roiGeometry, boxes *Node, out, samplingRatio int) *roiSampler {
 	g := boxes.Graph()
-	b := ConvertDType(StopGradient(boxes), boxDType)
+	gdt := geom.scale.DType()
+	b := ConvertDType(StopGradient(boxes), gdt)
 	x1, y1, x2, y2 := splitBoxes(b)
 	const offset = 0.5 // aligned=True
-	s := &roiSampler{geom: geom, out: out}
+	s := &roiSampler{geom: geom, dt: gdt, out: out}
 	startW, startH := AddScalar(Mul(x1, geom.scale), -offset), AddScalar(Mul(y1, geom.scale), -offset)
 	endW, endH := AddScalar(Mul(x2, geom.scale), -offset), AddScalar(Mul(y2, geom.scale), -offset)
 	roiW, roiH := Sub(endW, startW), Sub(endH, startH)
 	s.binH, s.binW = DivScalar(roiH, float64(out)), DivScalar(roiW, float64(out))
-	bins := Iota(g, shapes.Make(boxDType, 1, 1, out), 2)
+	bins := Iota(g, shapes.Make(gdt, 1, 1, out), 2)
 	s.binStartH = Add(ExpandAxes(startH, 2), Mul(bins, ExpandAxes(s.binH, 2)))
 	s.binStartW = Add(ExpandAxes(startW, 2), Mul(bins, ExpandAxes(s.binW, 2)))
 	zeroI, oneI := ScalarZero(g, dtypes.Int32), ScalarOne(g, dtypes.Int32)
@@ -213,18 +224,18 @@ func newRoISampler(geom roiGeometry, boxes *Node, out, samplingRatio int) *roiSa
 		gridH = BroadcastToShape(Const(g, int32(samplingRatio)), geom.base.Shape())
 		gridW = gridH
 	} else {
-		// ceil(roi / out) in float32, as the kernel; negative sizes give an empty grid.
+		// ceil(roi / out) in the geometry dtype, as the kernel; negative sizes give an empty grid.
 		gridH = Max(ConvertDType(Ceil(DivScalar(roiH, float64(out))), dtypes.Int32), zeroI)
 		gridW = Max(ConvertDType(Ceil(DivScalar(roiW, float64(out))), dtypes.Int32), zeroI)
 	}
 	s.gridW1 = Max(gridW, oneI)
-	s.gridHF = ConvertDType(Max(gridH, oneI), boxDType)
-	s.gridWF = ConvertDType(s.gridW1, boxDType)
+	s.gridHF = ConvertDType(Max(gridH, oneI), gdt)
+	s.gridWF = ConvertDType(s.gridW1, gdt)
 	s.samples = Mul(gridH, gridW)
-	s.count = ConvertDType(Max(s.samples, oneI), boxDType)
+	s.count = ConvertDType(Max(s.samples, oneI), gdt)
 	s.maxSamples = ReduceAllMax(s.samples)
 	s.lastH, s.lastW = ExpandAxes(SubScalar(geom.height, 1), 2), ExpandAxes(SubScalar(geom.width, 1), 2)
-	s.sizeH, s.sizeW = ExpandAxes(ConvertDType(geom.height, boxDType), 2), ExpandAxes(ConvertDType(geom.width, boxDType), 2)
+	s.sizeH, s.sizeW = ExpandAxes(ConvertDType(geom.height, gdt), 2), ExpandAxes(ConvertDType(geom.width, gdt), 2)
 	s.rowBase, s.widthI = ExpandAxes(geom.base, 2), ExpandAxes(geom.width, 2)
 	return s
 }
@@ -236,13 +247,13 @@ func (s *roiSampler) sample(step *Node, dt dtypes.DType) (idx, w *Node) {
 	g := step.Graph()
 	n, r := s.samples.Shape().Dim(0), s.samples.Shape().Dim(1)
 	stepNR := BroadcastToShape(step, s.samples.Shape())
-	active := ConvertDType(LessThan(stepNR, s.samples), boxDType)
+	active := ConvertDType(LessThan(stepNR, s.samples), s.dt)
 	iy := Div(stepNR, s.gridW1)
 	ix := Sub(stepNR, Mul(iy, s.gridW1))
-	half := Const(g, float32(0.5))
+	half := ConvertDType(Const(g, 0.5), s.dt)
 	// y = start + p*bin + (i + .5)*bin/grid, in the kernel's order of operations.
 	pos := func(binStart, bin, i, grid *Node) *Node {
-		frac := Div(Mul(Add(ConvertDType(i, boxDType), half), bin), grid)
+		frac := Div(Mul(Add(ConvertDType(i, s.dt), half), bin), grid)
 		return Add(binStart, ExpandAxes(frac, 2)) // [N, R, out]
 	}
 	yLo, yHi, wyLo, wyHi := bilinearAxis(pos(s.binStartH, s.binH, iy, s.gridHF), s.lastH, s.sizeH)
@@ -268,15 +279,16 @@ func (s *roiSampler) sample(step *Node, dt dtypes.DType) (idx, w *Node) {
 // loop bodies: no Scalar.
 func bilinearAxis(c, last, size *Node) (lo, hi, wLo, wHi *Node) {
 	g := c.Graph()
-	zero, one := Const(g, float32(0)), Const(g, float32(1))
-	inside := LogicalNot(LogicalOr(LessThan(c, Const(g, float32(-1))), GreaterThan(c, size)))
+	cnst := func(v float64) *Node { return ConvertDType(Const(g, v), c.DType()) }
+	zero, one := cnst(0), cnst(1)
+	inside := LogicalNot(LogicalOr(LessThan(c, cnst(-1)), GreaterThan(c, size)))
 	c = Max(c, zero)
 	lo = ConvertDType(c, dtypes.Int32) // c >= 0: truncation is floor
 	edge := GreaterOrEqual(lo, last)
 	lo = Where(edge, BroadcastToShape(last, lo.Shape()), lo)
 	hi = Where(edge, lo, Add(lo, Const(g, int32(1))))
-	c = Where(edge, ConvertDType(lo, boxDType), c)
-	l := Sub(c, ConvertDType(lo, boxDType))
+	c = Where(edge, ConvertDType(lo, c.DType()), c)
+	l := Sub(c, ConvertDType(lo, c.DType()))
 	insideF := Where(inside, BroadcastToShape(one, c.Shape()), BroadcastToShape(zero, c.Shape()))
 	return lo, hi, Mul(Sub(one, l), insideF), Mul(l, insideF)
 }
