@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"sort"
@@ -27,6 +29,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	"github.com/dreamteacher-go/dreamteacher/train/teachers"
 	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
 	. "github.com/gomlx/gomlx/core/graph"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
@@ -451,7 +454,8 @@ type Verification struct {
 }
 
 // Verify runs the workload's forward and backward pass once on ref and once on test, with the
-// weights initialised on ref, and compares the results.
+// weights initialised on ref (the trained variables that are all zeros given values, see
+// fillZeros), and compares the results.
 func Verify(ref, test compute.Backend, name string, size Size, batch int) (Verification, error) {
 	w, err := lookup(name)
 	if err != nil {
@@ -468,31 +472,40 @@ func Verify(ref, test compute.Backend, name string, size Size, batch int) (Verif
 	for i, in := range step.Inputs {
 		args[i] = in
 	}
-	run := func(b compute.Backend) ([]*tensors.Tensor, error) {
-		e, err := model.NewExec(b, store, graphFn)
-		if err != nil {
-			return nil, err
+	refExec, err := model.NewExec(ref, store, graphFn)
+	if err != nil {
+		return Verification{}, err
+	}
+	// The first execution initialises the variables. Each execution advances the RNG state
+	// (the diffusion timesteps and noise) and changes BatchNorm's running statistics: the two
+	// compared ones start from the same state.
+	if _, err := refExec.Exec(args...); err != nil {
+		return Verification{}, err
+	}
+	fillZeros(store, paths)
+	saved := map[*model.Variable]*tensors.Tensor{}
+	for v := range store.IterVariables() {
+		if v.HasValue() {
+			c, _ := v.MustValue().LocalClone()
+			saved[v] = c
 		}
-		// BatchNorm running statistics (and the RNG state) change in the training graph:
-		// restore them after.
-		saved := map[*model.Variable]*tensors.Tensor{}
-		for v := range store.IterVariables() {
-			if v.HasValue() {
-				c, _ := v.MustValue().LocalClone()
-				saved[v] = c
-			}
-		}
+	}
+	run := func(e *model.Exec) ([]*tensors.Tensor, error) {
 		out, err := e.Exec(args...)
 		for v, val := range saved {
 			v.MustSetValue(val)
 		}
 		return out, err
 	}
-	refOut, err := run(ref)
+	refOut, err := run(refExec)
 	if err != nil {
 		return Verification{}, err
 	}
-	testOut, err := run(test)
+	testExec, err := model.NewExec(test, store, graphFn)
+	if err != nil {
+		return Verification{}, err
+	}
+	testOut, err := run(testExec)
 	if err != nil {
 		return Verification{}, err
 	}
@@ -515,6 +528,46 @@ func Verify(ref, test compute.Backend, name string, size Size, batch int) (Verif
 		}
 	}
 	return v, nil
+}
+
+// fillZeros gives the variables at paths that are all zeros (the zero-initialised last convs
+// of guided-diffusion's blocks, biases) deterministic values, uniform in ±1/sqrt(fan-in) (±0.1
+// for vectors): with a zero last conv, every gradient upstream of it is zero, and comparing
+// zeros verifies nothing.
+func fillZeros(store *model.Store, paths []string) {
+	for _, path := range paths {
+		v := store.GetVariable(path)
+		if v == nil || !v.HasValue() || v.Shape().DType != dtypes.Float32 {
+			continue
+		}
+		zero := true
+		for _, x := range toF64(v.MustValue()) {
+			if x != 0 {
+				zero = false
+				break
+			}
+		}
+		if !zero {
+			continue
+		}
+		dims := v.Shape().Dimensions
+		scale := 0.1
+		if len(dims) >= 2 {
+			fanIn := 1
+			for _, d := range dims[:len(dims)-1] {
+				fanIn *= d
+			}
+			scale = 1 / math.Sqrt(float64(fanIn))
+		}
+		h := fnv.New64a()
+		h.Write([]byte(path))
+		rng := rand.New(rand.NewPCG(h.Sum64(), 1))
+		vals := make([]float32, v.Shape().Size())
+		for i := range vals {
+			vals[i] = float32((2*rng.Float64() - 1) * scale)
+		}
+		v.MustSetValue(tensors.FromFlatDataAndDimensions(vals, dims...))
+	}
 }
 
 func toF64(t *tensors.Tensor) []float64 {
