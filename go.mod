@@ -3,7 +3,7 @@ module github.com/dreamteacher-go/dreamteacher
 go 1.26.8
 
 require (
-	github.com/gomlx/compute v0.1.2
+	github.com/gomlx/compute v0.1.3
 	github.com/gomlx/go-huggingface v0.4.1
 	github.com/gomlx/go-xla v0.4.1
 	github.com/gomlx/gomlx v0.28.2
