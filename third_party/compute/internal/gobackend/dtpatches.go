@@ -9,7 +9,7 @@ import (
 
 // DTPatchesEnabled (DreamTeacher-Go patch, see PATCHES.md) is false when GOMLX_DT_PATCHES=off: the
 // performance patches (AVX-512 GEMM, folded transpositions, fast element-wise ops, fusions) are
-// then not registered, and the backend runs as upstream v0.1.2 (for A/B comparisons).
+// then not registered, and the backend runs as upstream v0.1.3 (for A/B comparisons).
 var DTPatchesEnabled = os.Getenv("GOMLX_DT_PATCHES") != "off"
 
 // DTPatchDisabled (DreamTeacher-Go patch) reports whether the named patch is disabled by

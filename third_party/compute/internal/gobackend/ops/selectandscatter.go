@@ -238,8 +238,13 @@ func execSelectAndScatterGeneric[T gobackend.PODNumericConstraints](
 			} else {
 				numChunks := min(maxWorkers, (lenSource+255)/256)
 				chunkSize := (lenSource + numChunks - 1) / numChunks
+				// DreamTeacher-Go patch: the first chunk wrote into outputFlat without the lock while
+				// the others added their partial outputs into it under the lock (a data race: lost
+				// updates, results differing from run to run). Now every other chunk fills its own
+				// partial output, and they are added after all chunks are done, in chunk order
+				// (deterministic).
 				var wg sync.WaitGroup
-				var mu sync.Mutex
+				localOutputs := make([][]T, numChunks)
 				for c := 0; c < numChunks; c++ {
 					startIdx := c * chunkSize
 					if startIdx >= lenSource {
@@ -253,19 +258,19 @@ func execSelectAndScatterGeneric[T gobackend.PODNumericConstraints](
 						if isMain {
 							runChunk(startIdx, endIdx, outputFlat)
 						} else {
-							localOutput := make([]T, len(outputFlat))
-							runChunk(startIdx, endIdx, localOutput)
-							mu.Lock()
-							for i, v := range localOutput {
-								if v != 0 {
-									outputFlat[i] += v
-								}
-							}
-							mu.Unlock()
+							localOutputs[c] = make([]T, len(outputFlat))
+							runChunk(startIdx, endIdx, localOutputs[c])
 						}
 					})
 				}
 				wg.Wait()
+				for _, localOutput := range localOutputs[1:] {
+					for i, v := range localOutput {
+						if v != 0 {
+							outputFlat[i] += v
+						}
+					}
+				}
 				return
 			}
 		}
@@ -382,8 +387,9 @@ func execSelectAndScatterGenericHalf[T gotype.HalfPrecision[T], P gotype.HalfPre
 			} else {
 				numChunks := min(maxWorkers, (lenSource+255)/256)
 				chunkSize := (lenSource + numChunks - 1) / numChunks
+				// DreamTeacher-Go patch: as in execSelectAndScatterGeneric (a data race).
 				var wg sync.WaitGroup
-				var mu sync.Mutex
+				localOutputs := make([][]T, numChunks)
 				for c := 0; c < numChunks; c++ {
 					startIdx := c * chunkSize
 					if startIdx >= lenSource {
@@ -397,20 +403,20 @@ func execSelectAndScatterGenericHalf[T gotype.HalfPrecision[T], P gotype.HalfPre
 						if isMain {
 							runChunk(startIdx, endIdx, outputFlat)
 						} else {
-							localOutput := make([]T, len(outputFlat))
-							runChunk(startIdx, endIdx, localOutput)
-							mu.Lock()
-							for i, v := range localOutput {
-								if v.Float32() != 0 {
-									sum := outputFlat[i].Float32() + v.Float32()
-									P(&outputFlat[i]).SetFloat32(sum)
-								}
-							}
-							mu.Unlock()
+							localOutputs[c] = make([]T, len(outputFlat))
+							runChunk(startIdx, endIdx, localOutputs[c])
 						}
 					})
 				}
 				wg.Wait()
+				for _, localOutput := range localOutputs[1:] {
+					for i, v := range localOutput {
+						if v.Float32() != 0 {
+							sum := outputFlat[i].Float32() + v.Float32()
+							P(&outputFlat[i]).SetFloat32(sum)
+						}
+					}
+				}
 				return
 			}
 		}
