@@ -244,7 +244,7 @@ func (u *UNet) Done(x, t, y *Node) *Output {
 }
 
 // declareVariables creates every variable of the UNet, and its graph parameter, before any op.
-// The Go backend (compute v0.1.2) runs only the graph nodes up to the last output, yet is fed
+// The Go backend (compute v0.1.2, v0.1.3) runs only the graph nodes up to the last output, yet is fed
 // every variable the graph uses: a variable whose parameter node comes after the last output
 // (the output head's, when only taps are returned, as Encode does) panics with "index out of
 // range". Declared first, the parameters come before every output. The layers then set the
