@@ -11,7 +11,7 @@
 //     defaults, setters change them, Done() builds the graph.
 //
 // Every block works on every backend and has a gradient on every backend. Where the Go backend
-// lacks an op or its gradient (convolution speed, MaxPool's gradient, BatchNormForTraining,
+// lacks an op or its gradient, or is slow (convolution and MaxPool speed, BatchNormForTraining,
 // the gradient of Interpolate for batch > 1, convolutions with even kernels) the block is
 // written from ops that have correct gradients; see the comments on each one.
 package nn

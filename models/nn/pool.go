@@ -10,9 +10,12 @@ import (
 // MaxPool2D takes the maximum over k x k windows of x [N, H, W, C] with the given stride and
 // padding (padded positions never win), as torch.nn.MaxPool2d.
 //
-// It is the element-wise maximum of the k*k shifted views of x: the Go backend has no gradient
-// for the MaxPool op (SelectAndScatterMax), while Max's gradient works everywhere. Where several
-// positions tie for the maximum, the gradient goes to the first in window order.
+// It is the element-wise maximum of the k*k shifted views of x. Where several positions tie for
+// the maximum, the gradient goes to the first in window order. GoMLX's MaxPool op has a gradient
+// on the Go backend since compute v0.1.3 (SelectAndScatterMax; it passes the float64 gradient
+// check and equals this one, ties included), but both its passes are generic index loops there:
+// forward+backward of ResNet's stem pool (3x3/s2/p1 on [8,32,32,64] float32) took 130 ms,
+// against 7 ms for the shifted views (2 cores, 2026-12-06).
 func MaxPool2D(x *Node, k, stride, padding int) *Node {
 	checkNHWC("MaxPool2D", x)
 	cfg := ConvConfig{Stride: [2]int{stride, stride}, Padding: SymmetricPadding(padding)}.withDefaults()
