@@ -13,10 +13,10 @@ TESTFLAGS ?= -count=1 -timeout 40m
 help:
 	@echo "make demo               the demo on the embedded default (generated scenes)"
 	@echo "make test               the test suite (Go backend)"
-	@echo "make bench              ResNet-18 training step: GoMLX vs PyTorch, side by side"
+	@echo "make bench              training steps (ResNet-18, ADM teacher, distillation): GoMLX vs PyTorch, side by side"
 	@echo "make lint               gofmt + go vet"
 	@echo "make camvid CAMVID=dir  the CamVid in-domain experiment (teacher, distillation, 4 fine-tunings)"
-	@echo "make pretrain-imagenet  the paper's ImageNet pre-training of ResNet-50 (IMAGENET=dir, GPU)"
+	@echo "make pretrain-imagenet  the paper's ImageNet pre-training of ResNet-50 (IMAGENET=dir, GPU; DRY_RUN=1: the plan)"
 
 build:
 	$(GO) build -o $(BIN) ./cmd/dreamteacher
@@ -48,16 +48,26 @@ lint:
 # The paper's ImageNet-1k pre-training of ResNet-50 (configs/imagenet_resnet50.conf): the official
 # guided-diffusion 256x256 ADM as the teacher (downloaded, or put in the weights cache: the error
 # says where), then feature distillation. Run it on a GPU machine: BACKEND=xla:cuda.
+# DRY_RUN=1 prints the plan instead (settings, backend, steps per epoch, the step time measured
+# on the real data at a small batch and the projected time), before the teacher is downloaded:
+# a random teacher of the same architecture times the same.
 IMAGENET ?=
 BACKEND ?=
 OUT ?= out
+DRY_RUN ?=
+DRY_STEPS ?= 2
 pretrain-imagenet: build
 	@test -n "$(IMAGENET)" || { echo "pretrain-imagenet: set IMAGENET=/path/to/imagenet (train/<wnid>/*.JPEG)" >&2; exit 2; }
 	@test -d "$(IMAGENET)" || { echo "pretrain-imagenet: IMAGENET=$(IMAGENET) is not a folder" >&2; exit 2; }
+ifeq ($(DRY_RUN),)
 	test -f $(OUT)/imagenet/teacher/ckpt-00000000.safetensors || \
 		./$(BIN) convert --input adm_256x256_uncond --scope /ema/unet --out $(OUT)/imagenet/teacher
 	./$(BIN) distill $(if $(BACKEND),--backend $(BACKEND)) --config imagenet_resnet50 \
 		--set data=$(IMAGENET) --set teacher=$(OUT)/imagenet/teacher --out $(OUT)/imagenet/distill-r50
+else
+	./$(BIN) distill $(if $(BACKEND),--backend $(BACKEND)) --config imagenet_resnet50 --dry-run $(DRY_STEPS) \
+		--set data=$(IMAGENET) --set teacher=random:adm_256x256_uncond --out $(OUT)/imagenet/distill-r50
+endif
 
 # The CamVid in-domain experiment of docs/RESULTS.md (about 3-4 hours on 2 CPU cores).
 CAMVID ?=

@@ -88,9 +88,12 @@ func (e *experiment) finish(err error) error {
 	step := dr.StepTime()
 	fmt.Fprintf(stdout, "timing:  %d steps at batch %d: the first %s (it compiles the graph), then %s per step\n",
 		len(dr.Steps), small, dr.Steps[0].Round(time.Millisecond), step.Round(time.Millisecond))
-	full := time.Duration(float64(step) * float64(d.batch) / float64(small))
+	if len(dr.Steps) == 1 {
+		fmt.Fprintf(stdout, "         (one step: its time includes the compilation; --dry-run 2 or more measures a step alone)\n")
+	}
+	full := step.Seconds() * float64(d.batch) / float64(small)
 	fmt.Fprintf(stdout, "plan:    %s per step at batch %d (x%d/%d: linear in the batch); %d steps: %s on this backend\n",
-		full.Round(time.Millisecond), d.batch, d.batch, small, dr.TotalSteps, human(full*time.Duration(dr.TotalSteps)))
+		human(full), d.batch, d.batch, small, dr.TotalSteps, human(full*float64(dr.TotalSteps)))
 	return nil
 }
 
@@ -121,13 +124,15 @@ func trainingImages(store *model.Store, defaults map[string]any, command string)
 	return ds.Len(), ds.Name()
 }
 
-// human writes a long duration in days or hours.
-func human(d time.Duration) string {
+// human writes a duration in seconds as days, hours, minutes or seconds.
+func human(seconds float64) string {
 	switch {
-	case d >= 48*time.Hour:
-		return fmt.Sprintf("%.1f days", d.Hours()/24)
-	case d >= time.Hour:
-		return fmt.Sprintf("%.1f hours", d.Hours())
+	case seconds >= 2*86400:
+		return fmt.Sprintf("%.1f days", seconds/86400)
+	case seconds >= 3600:
+		return fmt.Sprintf("%.1f hours", seconds/3600)
+	case seconds >= 60:
+		return fmt.Sprintf("%.1f min", seconds/60)
 	}
-	return d.Round(time.Second).String()
+	return fmt.Sprintf("%.3g s", seconds)
 }

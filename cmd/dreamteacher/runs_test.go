@@ -30,7 +30,7 @@ func testScenes(t *testing.T) string {
 			return
 		}
 		scenesDir = filepath.Join(dir, "scenes")
-		scenesErr = scenes.Ensure(scenesDir, scenes.Config{Train: 16, Val: 4, Size: 32, Seed: 1})
+		scenesErr = scenes.Ensure(scenesDir, scenes.Config{Train: 40, Val: 4, Size: 32, Seed: 1}) // the demo configs label 32
 	})
 	if scenesErr != nil {
 		t.Fatal(scenesErr)
@@ -268,13 +268,13 @@ func TestSkipBad(t *testing.T) {
 	}
 	bad := images[0]
 	os.WriteFile(bad, []byte("not an image"), 0o644)
-	// 16 training images at batch 2: 8 steps read every one of them.
+	// 40 training images at batch 2: 20 steps read every one of them.
 	out := filepath.Join(t.TempDir(), "teacher")
-	code, _, stderr := runCLI(append(teacherArgs(data), "--set", "steps=8", "--out", out)...)
+	code, _, stderr := runCLI(append(teacherArgs(data), "--set", "steps=20", "--out", out)...)
 	if code == 0 || !strings.Contains(stderr, filepath.Base(bad)) {
 		t.Errorf("a corrupt image without --skip-bad: exit %d, %q; want a failure naming it", code, stderr)
 	}
-	stdout := mustRun(t, append(teacherArgs(data), "--set", "steps=8", "--skip-bad", "--restart", "--out", out)...)
+	stdout := mustRun(t, append(teacherArgs(data), "--set", "steps=20", "--skip-bad", "--restart", "--out", out)...)
 	if !strings.Contains(stdout, "skipped 1 training images") || !strings.Contains(stdout, filepath.Base(bad)) {
 		t.Errorf("output does not list the skipped image:\n%s", stdout)
 	}
@@ -296,7 +296,7 @@ func TestDryRun(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "teacher")
 	stdout := mustRun(t, append(teacherArgs(data), "--set", "batch=8", "--set", "steps=1000", "--dry-run", "2", "--out", out)...)
 	for _, want := range []string{"dry run of `dreamteacher pretrain-diffusion`", "adm = adm_tiny", "backend: ",
-		"16 images; 8 images a step: 2 steps per epoch; the run's 1000 steps are 500.0 epochs", "2 steps at batch 2",
+		"40 images; 8 images a step: 5 steps per epoch; the run's 1000 steps are 200.0 epochs", "2 steps at batch 2",
 		"per step at batch 8 (x8/2"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("dry-run output lacks %q:\n%s", want, stdout)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/configs"
@@ -64,7 +65,9 @@ func Defaults() map[string]any {
 		"teacher_size": []int{},
 		"flip":         true,
 		// teacher is the checkpoint of `dreamteacher pretrain-diffusion`; its UNet configuration
-		// and diffusion process are read from it.
+		// and diffusion process are read from it. "random:<adm configuration>" is that UNet with
+		// random weights: it times the same (--dry-run before the weights are downloaded) and
+		// is the random-teacher baseline.
 		"teacher":         "",
 		"teacher_scope":   pretrain.EMAScope, // the EMA weights
 		"t":               50,                // the noising step of the encoder (paper: 150 ImageNet, 50 others)
@@ -250,7 +253,13 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		if classes := configs.Get[[]int](store, "teacher_classes"); len(classes) > 0 {
 			return Result{}, fmt.Errorf("teacher_classes %v: only a class-conditional GAN teacher draws classes; the teacher %q is not a BigGAN checkpoint", classes, str("teacher"))
 		}
-		teacher, err := teachers.LoadDiffusion(str("teacher"), str("teacher_scope"), "", num("t"), taps)
+		var teacher *teachers.Diffusion
+		var err error
+		if name, random := strings.CutPrefix(str("teacher"), "random:"); random {
+			teacher, err = teachers.NewDiffusion(name, nil, num("t"), taps)
+		} else {
+			teacher, err = teachers.LoadDiffusion(str("teacher"), str("teacher_scope"), "", num("t"), taps)
+		}
 		if err != nil {
 			return Result{}, err
 		}

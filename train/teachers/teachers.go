@@ -168,8 +168,13 @@ func (t *Diffusion) Features(scope *model.Scope, images *Node) map[string]*Node 
 
 // Load copies the teacher's weights (its FromScope) into the store under Scope/unet,
 // strictly (the variables must have been declared: every one must be in the checkpoint), and
-// makes every variable under Scope non-trainable.
+// makes every variable under Scope non-trainable. A teacher without a checkpoint (NewDiffusion)
+// keeps the random weights its variables are initialised with, frozen.
 func (t *Diffusion) Load(store *model.Store) error {
+	if t.Checkpoint == "" { // NewDiffusion's teacher: its random initial weights stay, frozen
+		freeze(store)
+		return nil
+	}
 	return loadFrozen(store, t.Checkpoint, t.FromScope, Scope+"/unet")
 }
 
@@ -179,12 +184,17 @@ func loadFrozen(store *model.Store, checkpoint, fromScope, to string) error {
 	if _, err := train.LoadScope(store, checkpoint, train.LoadSpec{From: fromScope, To: to, Strict: true}); err != nil {
 		return fmt.Errorf("teacher: %w", err)
 	}
+	freeze(store)
+	return nil
+}
+
+// freeze makes every variable under Scope non-trainable.
+func freeze(store *model.Store) {
 	for v := range store.IterVariables() {
 		if strings.HasPrefix(v.Path(), Scope+"/") {
 			v.SetTrainable(false)
 		}
 	}
-	return nil
 }
 
 // Describe says which teacher this is, for logs.
@@ -193,7 +203,11 @@ func (t *Diffusion) Describe() string {
 	for i, tap := range t.Taps {
 		s[i] = fmt.Sprintf("%s (%d ch, stride %d)", tap.Name, tap.Channels, tap.Stride)
 	}
-	return fmt.Sprintf("teacher %s from %s (%s), t=%d, taps %s", t.Name, t.Checkpoint, t.FromScope, t.Step, strings.Join(s, ", "))
+	from := fmt.Sprintf("from %s (%s)", t.Checkpoint, t.FromScope)
+	if t.Checkpoint == "" {
+		from = "with random weights"
+	}
+	return fmt.Sprintf("teacher %s %s, t=%d, taps %s", t.Name, from, t.Step, strings.Join(s, ", "))
 }
 
 // TargetName turns a tap name into a scope-safe name (the regressor's output names).
