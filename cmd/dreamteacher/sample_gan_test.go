@@ -1,16 +1,12 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/dreamteacher-go/dreamteacher/backend"
-	"github.com/dreamteacher-go/dreamteacher/configs"
-	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
-	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain/pretraintest"
 )
 
 // TestSampleConditionalGAN: `sample` draws from a class-conditional BigGAN checkpoint whose
@@ -18,19 +14,10 @@ import (
 // generator lacks is a one-line usage error.
 func TestSampleConditionalGAN(t *testing.T) {
 	t.Setenv("GOMLX_BACKEND", "go")
-	root := imagenettest.Folder(t, []string{"train"}, 3, 2, 32)
-	store, err := configs.NewStore(pretrain.GANDefaults(), nil, "dataset=imagenet", "data="+root, "biggan=biggan_tiny", "num_classes=3",
-		"batch=2", "steps=1", "d_steps=1", "samples=0", "workers=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := pretrain.GAN(backend.Go(), store, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ckpt := pretraintest.ConditionalGAN(t)
 	for _, classes := range []string{"", "2,0"} {
 		png := filepath.Join(t.TempDir(), "samples.png")
-		code, out, stderr := runCLI("sample", "--checkpoint", res.Checkpoint, "--n", "2", "--out", png, "--classes", classes)
+		code, out, stderr := runCLI("sample", "--checkpoint", ckpt, "--n", "2", "--out", png, "--classes", classes)
 		if code != 0 || !strings.Contains(out, "2 samples of biggan_tiny") {
 			t.Errorf("sample --classes %q: exit %d, %q %q", classes, code, out, stderr)
 		}
@@ -38,7 +25,7 @@ func TestSampleConditionalGAN(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	code, _, stderr := runCLI("sample", "--checkpoint", res.Checkpoint, "--n", "2", "--out", t.TempDir(), "--classes", "1,3")
+	code, _, stderr := runCLI("sample", "--checkpoint", ckpt, "--n", "2", "--out", t.TempDir(), "--classes", "1,3")
 	if lines := strings.Split(strings.TrimSpace(stderr), "\n"); code != 2 || len(lines) != 1 || !strings.Contains(stderr, "class 3") {
 		t.Errorf("sample --classes 1,3 of 3 classes: exit %d, stderr %q; want exit 2 and one line naming class 3", code, stderr)
 	}

@@ -7,10 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain/pretraintest"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
-	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 )
 
 // TestConditionalGANTeacher distils the paper's kind of GAN teacher, a class-conditional
@@ -19,13 +18,7 @@ import (
 // teacher_classes. A class the teacher lacks is an error naming the setting, and so is
 // teacher_classes with a teacher that is not a BigGAN (a diffusion teacher has no classes).
 func TestConditionalGANTeacher(t *testing.T) {
-	root := imagenettest.Folder(t, []string{"train"}, 3, 2, 32)
-	gan, err := pretrain.GAN(backend.Go(), storeWith(t, pretrain.GANDefaults(), "dataset=imagenet", "data="+root, "biggan=biggan_tiny",
-		"num_classes=3", "batch=2", "steps=1", "d_steps=1", "samples=0", "workers=1"), t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := []string{"teacher=" + gan.Checkpoint, "small_stem=true", "batch=2", "steps=2", "warmup=0", "regressor_width=8",
+	set := []string{"teacher=" + pretraintest.ConditionalGAN(t), "small_stem=true", "batch=2", "steps=2", "warmup=0", "regressor_width=8",
 		"feature_images=2", "data=/nowhere", "seed=1"}
 
 	var log bytes.Buffer

@@ -1,20 +1,17 @@
 package teachers
 
 import (
-	"io"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain/pretraintest"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
-	"github.com/dreamteacher-go/dreamteacher/configs"
 	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
 	"github.com/dreamteacher-go/dreamteacher/models/biggan"
 	"github.com/dreamteacher-go/dreamteacher/train"
-	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -22,29 +19,12 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 )
 
-// conditionalTeacher pre-trains biggan_tiny with 3 classes for one step on a generated
-// ImageNet-layout folder (3 classes of 2 JPEGs) and returns its checkpoint.
-func conditionalTeacher(t *testing.T) string {
-	t.Helper()
-	root := imagenettest.Folder(t, []string{"train"}, 3, 2, 32)
-	store, err := configs.NewStore(pretrain.GANDefaults(), nil, "dataset=imagenet", "data="+root, "biggan=biggan_tiny", "num_classes=3",
-		"batch=2", "steps=1", "d_steps=1", "samples=0", "workers=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := pretrain.GAN(backend.Go(), store, t.TempDir(), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Checkpoint
-}
-
 // TestConditionalGANTeacher: a class-conditional BigGAN checkpoint makes a conditional teacher
 // with its 3 classes; its synthesized images have classes drawn from all of them, or from the
 // ones SetClasses gives; the class conditions the images (one seed, one z: class 0 and class 1
 // differ, class 1 twice is the same image); classes outside the generator's are refused.
 func TestConditionalGANTeacher(t *testing.T) {
-	ckpt := conditionalTeacher(t)
+	ckpt := pretraintest.ConditionalGAN(t)
 	teacher, err := LoadGAN(ckpt, "/generator", []string{"g_s8", "g_s4"}, 0)
 	if err != nil {
 		t.Fatal(err)
