@@ -220,7 +220,9 @@ func (t *Trainer) stepGraph(scope *model.Scope, batch []*Node) []*Node {
 	for _, v := range changed {
 		if v.DType().IsFloat() {
 			t.checked = append(t.checked, v.Path())
-			flags = append(flags, LogicalAll(IsFinite(v.NodeValue(g))))
+			// x*0 is 0 for a finite x and NaN for NaN or ±Inf, so the sum is finite exactly
+			// when every element is: one vectorised pass instead of a Bool tensor reduced.
+			flags = append(flags, IsFinite(ReduceAllSum(MulScalar(v.NodeValue(g), 0))))
 		}
 	}
 	varsFinite := Stack(flags, 0)
