@@ -189,6 +189,10 @@ func TestLinearProbeCommand(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "--init is required") {
 		t.Errorf("no --init: exit %d, %q", code, stderr)
 	}
+	code, _, stderr = runCLI(append([]string{"eval", "--task", "knn", "--init", "random", "--dry-run", "1", "--out", t.TempDir()}, common...)...)
+	if code != 2 || !strings.Contains(stderr, "no training loop") {
+		t.Errorf("a probe's --dry-run: exit %d, %q", code, stderr)
+	}
 	for _, task := range []string{"linear-probe", "knn"} {
 		out := filepath.Join(t.TempDir(), task)
 		args := append([]string{"eval", "--task", task, "--init", "random", "--set", "backbone=resnet18", "--set", "small_stem=true", "--out", out}, common...)

@@ -548,6 +548,10 @@ func runProbe(task string, args []string) error {
 	if err != nil {
 		return err
 	}
+	if e.dry != nil {
+		os.RemoveAll(e.dry.tempDir)
+		return usagef("--dry-run: a probe has no training loop to time (it encodes each image once)")
+	}
 	in := configs.Get[string](store, "init")
 	if in == "" {
 		return usagef("--init is required: a run folder, a checkpoint, or random")
