@@ -52,7 +52,7 @@ var rules = map[string]rule{
 	// Image sizes, (height, width).
 	"size": pair(8), "crop": pair(32), "canvas": pair(32), "teacher_size": pair(8),
 	"eval_size": pair(32), "scale": pair(32), "min_size_train": intsAtLeast(32),
-	"ratio": ratio, "anchor_sizes": positives, "rpn_pre_nms_topk": intPair(1), "rpn_post_nms_topk": intPair(1),
+	"ratio": ratio, "anchor_sizes": positives, "rpn_pre_nms_topk": twoInts(1, "(train, test)"), "rpn_post_nms_topk": twoInts(1, "(train, test)"),
 
 	// Names.
 	"backbone":       oneOf(backbones.Names),
@@ -78,7 +78,7 @@ func Check(store modelStore, defaults map[string]any) error {
 			continue
 		}
 		v, _ := store.GetParam("/" + k)
-		if (isEmptyList(v) && isEmptyList(defaults[k])) || (v == "" && defaults[k] == "") {
+		if (IsEmptyList(v) && IsEmptyList(defaults[k])) || (v == "" && defaults[k] == "") {
 			continue // empty by default means "derived" (the teacher's size, a checkpoint's backbone)
 		}
 		if err := r(v); err != nil {
@@ -150,18 +150,21 @@ func number(lo float64, loOpen bool, hi float64, hiOpen bool) rule {
 }
 
 // pair accepts (height, width), each >= min. (An empty list passes where the default is empty.)
-func pair(min int) rule {
+func pair(min int) rule { return twoInts(min, "height,width") }
+
+// twoInts accepts two integers, each >= min; names says what they are.
+func twoInts(min int, names string) rule {
 	return func(v any) error {
 		s, _ := v.([]int)
 		if len(s) != 2 || s[0] < min || s[1] < min {
-			return fmt.Errorf("want two integers height,width, each >= %d", min)
+			return fmt.Errorf("want two integers %s, each >= %d", names, min)
 		}
 		return nil
 	}
 }
 
-// isEmptyList reports whether v is a list with no elements.
-func isEmptyList(v any) bool {
+// IsEmptyList reports whether a setting's value is a list with no elements.
+func IsEmptyList(v any) bool {
 	switch x := v.(type) {
 	case []int:
 		return len(x) == 0
@@ -171,16 +174,6 @@ func isEmptyList(v any) bool {
 		return len(x) == 0
 	}
 	return false
-}
-
-func intPair(min int) rule {
-	return func(v any) error {
-		s, _ := v.([]int)
-		if len(s) != 2 || s[0] < min || s[1] < min {
-			return fmt.Errorf("want two integers (train, test), each >= %d", min)
-		}
-		return nil
-	}
 }
 
 func intsAtLeast(min int) rule {

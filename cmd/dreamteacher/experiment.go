@@ -226,18 +226,13 @@ func (e *experiment) checkSettings(store *model.Store, saved map[string]any, pat
 		if !ok {
 			continue // a setting added since the checkpoint was written: its default applies
 		}
-		if !reflect.DeepEqual(now, then) && !(isEmptyList(now) && isEmptyList(then)) {
+		if !reflect.DeepEqual(now, then) && !(configs.IsEmptyList(now) && configs.IsEmptyList(then)) {
 			return usagef("setting %s: the run in %s was started with %v (%s), this command asks for %v; "+
 				"choose another --out, or add --restart to move its files aside and start over",
 				k, *e.out, then, filepath.Base(path), now)
 		}
 	}
 	return nil
-}
-
-func isEmptyList(v any) bool {
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Slice && rv.Len() == 0
 }
 
 // writeResult saves a run's summary as result.json in its output folder.
