@@ -781,15 +781,25 @@ func gemmCopyEdgeRows(a gemmMatrix, i0, mr, k0, kc int, dst []float32) {
 func gemmPackBStrip(b gemmMatrix, k0, kc, j0, nr int, dst unsafe.Pointer) {
 	out := unsafe.Slice((*float32)(dst), kc*gemmNR)
 	switch {
-	case b.v != nil && !b.vt && b.rowRun(k0, j0) >= nr:
-		// Rows of a virtual patch matrix: one contiguous run per row (within one tap).
+	case b.v != nil && !b.vt:
+		// Rows of a virtual patch matrix: each row of the strip is one contiguous run per tap it
+		// covers (one run when the channels are a multiple of 64, several for fewer channels).
 		v := b.v
-		off := v.colOff(j0)
+		type run struct{ off, j, n int }
+		var runsBuf [gemmNR]run
+		runs := runsBuf[:0]
+		for j := 0; j < nr; {
+			n := min(v.c-(j0+j)%v.c, nr-j)
+			runs = append(runs, run{v.colOff(j0 + j), j, n})
+			j += n
+		}
 		src := unsafe.Slice((*float32)(v.src), v.n*v.h*v.w*v.c)
 		it := v.rows(k0)
 		for k := range kc {
 			row := out[k*gemmNR : (k+1)*gemmNR]
-			copy(row, src[it.base+off:it.base+off+nr])
+			for _, r := range runs {
+				copy(row[r.j:r.j+r.n], src[it.base+r.off:it.base+r.off+r.n])
+			}
 			if nr < gemmNR {
 				clear(row[nr:])
 			}

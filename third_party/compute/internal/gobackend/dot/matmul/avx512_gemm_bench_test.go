@@ -229,24 +229,26 @@ func TestGemmVirtualBestOf(t *testing.T) {
 		defer backend.Finalize()
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, layer := range [][2]int{{64, 64}, {32, 128}, {16, 256}, {8, 512}} {
-		hw, c := layer[0], layer[1]
-		n, h, w := 8, hw+2, hw+2
+	// {batch, output height, output width, channels}: ResNet-18's 3x3 convs at 64x64 (batch 8),
+	// then adm_camvid's 32-channel ones at 64x48 and 32x24 (batch 16).
+	for _, layer := range [][4]int{{8, 64, 64, 64}, {8, 32, 32, 128}, {8, 16, 16, 256}, {8, 8, 8, 512}, {16, 48, 64, 32}, {16, 24, 32, 32}} {
+		n, ho, wo, c := layer[0], layer[1], layer[2], layer[3]
+		h, w := ho+2, wo+2
 		var taps [][2]int
 		for dy := range 3 {
 			for dx := range 3 {
 				taps = append(taps, [2]int{dy, dx})
 			}
 		}
-		spec := &dot.Im2ColSpec{N: n, H: h, W: w, C: c, Ho: hw, Wo: hw, SY: 1, SX: 1, Taps: taps}
+		spec := &dot.Im2ColSpec{N: n, H: h, W: w, C: c, Ho: ho, Wo: wo, SY: 1, SX: 1, Taps: taps}
 		src := make([]float32, n*h*w*c)
 		for i := range src {
 			src[i] = rng.Float32()
 		}
-		rows, cols := n*hw*hw, 9*c
+		rows, cols := n*ho*wo, 9*c
 		patches := make([]float32, rows*cols)
 		for r := range rows {
-			x, y, b := r%hw, (r/hw)%hw, r/(hw*hw)
+			x, y, b := r%wo, (r/wo)%ho, r/(wo*ho)
 			for ti, tp := range taps {
 				copy(patches[r*cols+ti*c:r*cols+(ti+1)*c], src[((b*h+y+tp[0])*w+x+tp[1])*c:])
 			}
@@ -279,6 +281,10 @@ func TestGemmVirtualBestOf(t *testing.T) {
 		bench("dW "+label+" patches", func() { avx512GemmFloat32(backend, dy, patches, dw, true, false, 1, c, cols, rows) })
 		bench("dW "+label+" virtual", func() {
 			avx512GemmFloat32V(backend, dy, src, dw, true, false, nil, spec, 1, c, cols, rows)
+		})
+		// The same product transposed, Pᵀ·dY (P as a column-major lhs): GoMLX's conv weight gradient.
+		bench("dWᵀ "+label+" virtual", func() {
+			avx512GemmFloat32V(backend, src, dy, dw, true, false, spec, nil, 1, cols, c, rows)
 		})
 	}
 }
