@@ -117,3 +117,19 @@ func Resolve(root, p string) string {
 	}
 	return filepath.Join(root, p)
 }
+
+// FindListed finds the file that an entry p of a list file names, for lists written on another
+// machine (the SegNet release's "/SegNet/CamVid/train/x.png"): p as written (joined to root
+// when relative), then root/<p's last folder>/<p's base name>, then dir/<p's base name>. The
+// error lists the places tried.
+func FindListed(p, root, dir string) (string, error) {
+	p = filepath.FromSlash(p)
+	base := filepath.Base(p)
+	tries := []string{Resolve(root, p), filepath.Join(root, filepath.Base(filepath.Dir(p)), base), filepath.Join(dir, base)}
+	for _, t := range tries {
+		if st, err := os.Stat(t); err == nil && !st.IsDir() {
+			return t, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found under %s (tried %s)", p, root, strings.Join(tries, ", "))
+}

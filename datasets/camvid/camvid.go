@@ -11,9 +11,9 @@
 // 255 (ignore); any other value is an error naming the file.
 //
 // The list files of the SegNet release hold absolute paths of the authors' machine
-// ("/SegNet/CamVid/train/0001TP_006690.png"): each path is resolved against root, first as
-// written (when relative), then by its last folder and base name (root/train/x.png), then by
-// base name in the split's folders. Without a list file the split's folders are paired by
+// ("/SegNet/CamVid/train/0001TP_006690.png"): each path is resolved as datasets.FindListed
+// does: as written (joined to root when relative), then by its last folder and base name under
+// root (root/train/x.png), then by base name in the split's folders. Without a list file the split's folders are paired by
 // file name. Registered as "camvid"; splits "train", "val", "test".
 package camvid
 
@@ -97,11 +97,11 @@ func readList(list, root, imgDir, annDir string) ([][2]string, error) {
 		if len(fields) != 2 {
 			return nil, fmt.Errorf("%s:%d: want \"image label\", got %q", list, n, line)
 		}
-		img, err := resolve(fields[0], root, imgDir)
+		img, err := datasets.FindListed(fields[0], root, imgDir)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", list, n, err)
 		}
-		lab, err := resolve(fields[1], root, annDir)
+		lab, err := datasets.FindListed(fields[1], root, annDir)
 		if err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", list, n, err)
 		}
@@ -111,23 +111,4 @@ func readList(list, root, imgDir, annDir string) ([][2]string, error) {
 		return nil, fmt.Errorf("%s: %w", list, err)
 	}
 	return pairs, nil
-}
-
-// resolve finds the file a list entry names under root (see the package doc).
-func resolve(p, root, splitDir string) (string, error) {
-	p = filepath.FromSlash(p)
-	var tries []string
-	if !filepath.IsAbs(p) {
-		tries = append(tries, filepath.Join(root, p))
-	}
-	base := filepath.Base(p)
-	tries = append(tries,
-		filepath.Join(root, filepath.Base(filepath.Dir(p)), base),
-		filepath.Join(splitDir, base))
-	for _, t := range tries {
-		if st, err := os.Stat(t); err == nil && !st.IsDir() {
-			return t, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found under %s (tried %s)", p, root, strings.Join(tries, ", "))
 }

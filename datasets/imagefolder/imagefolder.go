@@ -9,12 +9,15 @@
 //	  any/depth/b.png
 //
 // Registered as "imagefolder"; the split argument names an optional sub-folder of root ("" or
-// "." for root itself).
+// "." for root itself). FromList reads the images a list file names instead.
 package imagefolder
 
 import (
+	"bufio"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/dreamteacher-go/dreamteacher/datasets"
 )
@@ -41,6 +44,41 @@ func Open(root, split string, opts datasets.Options) (datasets.Dataset, error) {
 		return nil, fmt.Errorf("%s: no .jpg, .jpeg or .png images found", dir)
 	}
 	return &Dataset{name: "imagefolder/" + filepath.Base(dir), paths: paths[:opts.LimitLen(len(paths))]}, nil
+}
+
+// FromList makes a dataset of the images a list file names, one per line in the order written:
+// the line's first field (any further field, such as the label of a CamVid "image label" line,
+// is ignored; blank lines and lines starting with # are skipped). Entries are found as
+// datasets.FindListed does, against the list's folder and the folder named like the list
+// (CamVid's test.txt: root/test/).
+func FromList(list string) (*Dataset, error) {
+	f, err := os.Open(list)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	root := filepath.Dir(list)
+	dir := filepath.Join(root, datasets.Stem(list))
+	var paths []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		p, err := datasets.FindListed(strings.Fields(line)[0], root, dir)
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", list, n, err)
+		}
+		paths = append(paths, p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", list, err)
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("%s: no images listed", list)
+	}
+	return New("imagefolder/"+filepath.Base(list), paths), nil
 }
 
 // New makes a dataset of the given image files.

@@ -58,3 +58,34 @@ func TestImageFolderBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestFromList: a CamVid-style list (relative entries, absolute ones from another machine,
+// "image label" lines) names its images in its own order; a missing entry is an error naming
+// the list's line and the places tried.
+func TestFromList(t *testing.T) {
+	root := t.TempDir()
+	fixture.PNG(t, filepath.Join(root, "test", "b.png"), 6, 5, 1)
+	fixture.PNG(t, filepath.Join(root, "test", "a.png"), 6, 5, 2)
+	fixture.PNG(t, filepath.Join(root, "other", "c.png"), 6, 5, 3)
+	list := filepath.Join(root, "test.txt")
+	fixture.Write(t, list, []byte("test/b.png\n# a comment\n\n/SegNet/CamVid/test/a.png /SegNet/CamVid/testannot/a.png\n/elsewhere/c.png\n"+
+		filepath.Join(root, "other", "c.png")+"\n"))
+	fixture.PNG(t, filepath.Join(root, "test", "c.png"), 6, 5, 4) // /elsewhere/c.png is found in test/, the folder named like the list
+	ds, err := FromList(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"test/b.png", "test/a.png", "test/c.png", "other/c.png"}
+	if ds.Len() != len(want) || ds.Classes() != nil {
+		t.Fatalf("%d images; want %v", ds.Len(), want)
+	}
+	for i, w := range want {
+		if rel, _ := filepath.Rel(root, ds.Path(i)); rel != w {
+			t.Errorf("entry %d: %s, want %s", i, rel, w)
+		}
+	}
+	fixture.Write(t, list, []byte("test/a.png\ntest/missing.png\n"))
+	if _, err := FromList(list); err == nil || !strings.Contains(err.Error(), list+":2") || !strings.Contains(err.Error(), "missing.png") {
+		t.Errorf("a missing entry: %v", err)
+	}
+}
