@@ -109,6 +109,37 @@ func TestBatchNorm(t *testing.T) {
 	}
 }
 
+// TestSplitBatchNorm: with 2 splits, BatchNorm normalises each half of the batch as a
+// BatchNorm of that half alone would, and the running statistics move to the halves' mean.
+func TestSplitBatchNorm(t *testing.T) {
+	x := gradcheck.RandomTensor(11, 4, 2, 3, 5)
+	store := model.NewStore()
+	outs := model.MustExecOnceN(backend.Go(), store, func(scope *model.Scope, x *Node) []*Node {
+		store.SetTraining(x.Graph(), true)
+		split := scope.In("split")
+		SplitBatchNorm(split, 2)
+		halves := []*Node{
+			BatchNorm(scope.In("a"), Slice(x, AxisRange(0, 2))).Done(),
+			BatchNorm(scope.In("b"), Slice(x, AxisRange(2, 4))).Done(),
+		}
+		return []*Node{BatchNorm(split.In("bn"), x).Done(), Concatenate(halves, 0)}
+	}, x)
+	assertClose(t, outs[0], outs[1], 1e-12)
+	for _, stat := range []string{"running_mean", "running_var"} {
+		a := flat64(store.GetVariable("/a/" + stat).MustValue())
+		b := flat64(store.GetVariable("/b/" + stat).MustValue())
+		want := make([]float64, len(a))
+		for i := range a {
+			want[i] = (a[i] + b[i]) / 2
+		}
+		assertClose(t, store.GetVariable("/split/bn/"+stat).MustValue(), t64([]int{len(want)}, want...), 1e-12)
+	}
+	gradcheck.Check(t, gradcheck.Options{Training: true}, func(s *model.Scope, in []*Node) *Node {
+		SplitBatchNorm(s, 2)
+		return BatchNorm(s.In("bn"), in[0]).Done()
+	}, x)
+}
+
 func TestNormGradients(t *testing.T) {
 	x := gradcheck.RandomTensor(6, 3, 3, 2, 4)
 	for name, tc := range map[string]struct {

@@ -62,51 +62,95 @@ func (b *BatchNormBuilder) Done() *Node {
 	runMean := scope.WithInitializer(ZeroInit(scope, 0, 0)).VariableWithShape("running_mean", shapeOf(dtype, c)).SetTrainable(false)
 	runVar := scope.WithInitializer(OnesInit(scope, 0, 0)).VariableWithShape("running_var", shapeOf(dtype, c)).SetTrainable(false)
 
-	axes := make([]int, x.Rank()-1)
-	for i := range axes {
-		axes[i] = i
-	}
-	var mean, inv *Node
+	var y *Node
 	if IsTraining(scope, g) {
-		var variance *Node
-		mean, variance = meanAndVariance(x, axes...)
-		inv = invStd(variance, b.eps)
-		n := x.Shape().Size() / c
-		if n < 2 {
-			exceptions.Panicf("BatchNorm at %q: needs more than 1 value per channel to train, got %s", scope.Scope(), x.Shape())
+		// With splits > 1 the batch is viewed as [splits, N/splits, ...]: axis 0 separates the
+		// parts, whose statistics are reduced over the other axes but the channels.
+		splits := model.GetParamOr(scope, splitsParam, 1)
+		xs := x
+		if splits > 1 {
+			if x.Rank() < 2 || x.Shape().Dim(0)%splits != 0 {
+				exceptions.Panicf("BatchNorm at %q: a batch %s does not split into %d equal parts", scope.Scope(), x.Shape(), splits)
+			}
+			dims := append([]int{splits, x.Shape().Dim(0) / splits}, x.Shape().Dimensions[1:]...)
+			xs = Reshape(x, dims...)
 		}
+		axes := make([]int, 0, xs.Rank()-1)
+		for i := range xs.Rank() - 1 {
+			if splits <= 1 || i > 0 {
+				axes = append(axes, i)
+			}
+		}
+		mean, variance := meanAndVariance(xs, axes...)
+		y = Reshape(Mul(Sub(xs, mean), invStd(variance, b.eps)), x.Shape().Dimensions...)
+		n := x.Shape().Size() / c / max(splits, 1)
+		if n < 2 {
+			exceptions.Panicf("BatchNorm at %q: needs more than 1 value per channel to train, got %s in %d parts", scope.Scope(), x.Shape(), max(splits, 1))
+		}
+		// The running statistics take the mean over the parts of their batch statistics (as
+		// the average of n devices' running statistics would be).
 		m := b.momentum
-		batchMean := StopGradient(Reshape(mean, c))
-		batchVar := StopGradient(MulScalar(Reshape(variance, c), float64(n)/float64(n-1)))
+		batchMean := StopGradient(Reshape(ReduceMean(Reshape(mean, -1, c), 0), c))
+		batchVar := StopGradient(MulScalar(Reshape(ReduceMean(Reshape(variance, -1, c), 0), c), float64(n)/float64(n-1)))
 		runMean.SetNodeValue(Add(MulScalar(runMean.NodeValue(g), 1-m), MulScalar(batchMean, m)))
 		runVar.SetNodeValue(Add(MulScalar(runVar.NodeValue(g), 1-m), MulScalar(batchVar, m)))
 	} else {
-		mean = channelsLast(runMean.NodeValue(g), x.Rank())
-		inv = invStd(channelsLast(runVar.NodeValue(g), x.Rank()), b.eps)
+		mean := channelsLast(runMean.NodeValue(g), x.Rank())
+		y = Mul(Sub(x, mean), invStd(channelsLast(runVar.NodeValue(g), x.Rank()), b.eps))
 	}
-	y := Mul(Sub(x, mean), inv)
 	return Add(Mul(y, channelsLast(scale.NodeValue(g), x.Rank())), channelsLast(offset.NodeValue(g), x.Rank()))
 }
+
+// splitsParam is the scope setting SplitBatchNorm sets.
+const splitsParam = "bn_splits"
+
+// SplitBatchNorm makes every BatchNorm under scope normalise, while training, each of n equal
+// consecutive parts of the batch (axis 0) with the part's own statistics, as n devices without
+// synchronised BatchNorm do; the running statistics follow the mean of the parts' statistics.
+// MoCo's "shuffle BN" needs it on one device: the batch statistics of a query and of its
+// positive key must come from different subsets of the batch. n <= 1 is plain BatchNorm.
+func SplitBatchNorm(scope *model.Scope, n int) { scope.SetParam(splitsParam, n) }
 
 // GroupNorm normalises x [N, H, W, C] (or [N, L, C]) over groups of C/groups channels and all
 // positions, then applies a per-channel scale ("scale", init 1) and offset ("offset", init 0),
 // as torch.nn.GroupNorm (eps 1e-5).
+//
+// The statistics are reduced per channel over the positions first ([N, C]: every reduction and
+// broadcast then runs over contiguous rows of C channels), then per group ([N, G], tiny), and
+// broadcast back per channel. Reshaping x to [..., G, C/G] instead would make the normalisation's
+// broadcasts and reductions run over innermost runs of C/G elements (2 with ADM's 64 channels in
+// 32 groups), which the Go backend executes element by element: that layout cost ~20% of an
+// adm_camvid training step (docs/BENCHMARKS.md).
 func GroupNorm(scope *model.Scope, x *Node, groups int, eps float64) *Node {
 	dims := x.Shape().Dimensions
-	c := dims[len(dims)-1]
+	rank := len(dims)
+	n, c := dims[0], dims[rank-1]
+	if rank < 3 {
+		exceptions.Panicf("GroupNorm at %q: needs [N, positions..., C], got %s", scope.Scope(), x.Shape())
+	}
 	if c%groups != 0 {
 		exceptions.Panicf("GroupNorm at %q: %d channels are not divisible into %d groups", scope.Scope(), c, groups)
 	}
-	grouped := Reshape(x, append(append([]int{}, dims[:len(dims)-1]...), groups, c/groups)...)
-	axes := make([]int, 0, len(dims))
-	for i := 1; i < grouped.Rank(); i++ {
-		if i != grouped.Rank()-2 {
-			axes = append(axes, i)
-		}
+	positions := make([]int, rank-2)
+	for i := range positions {
+		positions[i] = i + 1
 	}
-	mean, variance := meanAndVariance(grouped, axes...)
-	y := Reshape(Mul(Sub(grouped, mean), invStd(variance, eps)), dims...)
-	return affine(scope, y)
+	perGroup := float64(x.Shape().Size() / n / groups)
+	statsShape := make([]int, rank) // [N, 1, ..., 1, C]
+	for i := range statsShape {
+		statsShape[i] = 1
+	}
+	statsShape[0], statsShape[rank-1] = n, c
+	// groupMean returns the mean of v over each group's channels and all positions, per channel.
+	groupMean := func(v *Node) *Node {
+		perChannel := ReduceSum(v, positions...)                        // [N, C]
+		sums := ReduceSum(Reshape(perChannel, n, groups, c/groups), -1) // [N, G]
+		mean := BroadcastToDims(Reshape(DivScalar(sums, perGroup), n, groups, 1), n, groups, c/groups)
+		return Reshape(mean, statsShape...)
+	}
+	centred := Sub(x, groupMean(x))
+	variance := groupMean(Square(centred))
+	return affine(scope, Mul(centred, invStd(variance, eps)))
 }
 
 // LayerNorm normalises x over its last axis (channels-last), with a learned per-channel
