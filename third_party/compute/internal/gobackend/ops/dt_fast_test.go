@@ -157,6 +157,50 @@ func TestDTSignFast(t *testing.T) {
 	}
 }
 
+// TestDTLogisticFast checks the SIMD sigmoid against float64 math on normal inputs, a sweep of
+// [-100, 100] (both clamps of the exponential and the denormal range of exp(-|x|)), and the
+// special values; and that its last-bit differences from the scalar path stay below 3 ulps.
+func TestDTLogisticFast(t *testing.T) {
+	backend := dtTestBackend(t)
+	rng := rand.New(rand.NewPCG(3, 4))
+	x := dtRandBuffer(t, backend, rng, dtypes.Float32, 1000, 333)
+	flat := x.Flat.([]float32)
+	for i := range 20001 {
+		flat[1000+i] = float32(-100 + 0.01*float64(i))
+	}
+	specials := []float32{float32(math.NaN()), float32(math.Copysign(0, -1)), 0, float32(math.Inf(1)), float32(math.Inf(-1)),
+		-88.0297, -88.03, -87.3, 88.03, 1e-30, -1e-30, math.MaxFloat32, -math.MaxFloat32}
+	copy(flat, specials)
+	node := &gobackend.Node{OpType: compute.OpTypeLogistic, Shape: x.RawShape.Clone()}
+	want, _ := execLogistic(backend, node, []*gobackend.Buffer{dtClone(t, backend, x)}, []bool{false})
+	got, _ := execLogisticFast(backend, node, []*gobackend.Buffer{dtClone(t, backend, x)}, []bool{true})
+	w, g := want.Flat.([]float32), got.Flat.([]float32)
+	maxRel, maxUlp := 0.0, int64(0)
+	for i, v := range flat {
+		if math.IsNaN(float64(v)) {
+			if !math.IsNaN(float64(g[i])) {
+				t.Fatalf("sigmoid(NaN) = %g, want NaN", g[i])
+			}
+			continue
+		}
+		exact := 1 / (1 + math.Exp(-float64(v)))
+		if exact < 1e-37 { // Below float32's normal range the scalar path flushes to 0 too.
+			if g[i] > 1e-37 {
+				t.Fatalf("sigmoid(%g) = %g, want ~0", v, g[i])
+			}
+			continue
+		}
+		rel := math.Abs(float64(g[i])-exact) / exact
+		maxRel = max(maxRel, rel)
+		ulp := int64(math.Float32bits(g[i])) - int64(math.Float32bits(w[i]))
+		maxUlp = max(maxUlp, ulp, -ulp)
+	}
+	if maxRel > 5e-7 || maxUlp > 3 {
+		t.Fatalf("max relative error %.3g (want <= 5e-7), max difference from the scalar path %d ulps (want <= 3)", maxRel, maxUlp)
+	}
+	t.Logf("max relative error %.3g, max difference from the scalar path %d ulps", maxRel, maxUlp)
+}
+
 func TestDTReduceSumFast(t *testing.T) {
 	backend := dtTestBackend(t)
 	rng := rand.New(rand.NewPCG(1, 3))
