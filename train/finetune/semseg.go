@@ -6,8 +6,9 @@ package finetune
 
 import (
 	"fmt"
+	"image"
+	"image/color"
 	"io"
-	"math/rand/v2"
 	"path/filepath"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/models/heads/upernet"
 	"github.com/dreamteacher-go/dreamteacher/models/nn"
 	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/viz"
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -52,7 +54,7 @@ func SemsegDefaults() map[string]any {
 		"crop":             []int{128, 128},   // training crop (height, width)
 		"scale":            []int{512, 128},   // rescale base (long, short edge), scaled by ratio
 		"ratio":            []float64{0.5, 2}, // random rescale range
-		"eval_size":        []int{},           // (height, width) fitted and padded; empty: native size
+		"eval_size":        []int{},           // (height, width) images are fitted into, and padded; empty: native size
 		"batch":            8,
 		"steps":            1000,
 		"optimizer":        "adamw",
@@ -96,6 +98,18 @@ type semsegSetup struct {
 	frozen     bool // the backbone is frozen (freeze_backbone)
 }
 
+// newSemsegSetup reads the model's settings from the store (backbone, small_stem,
+// freeze_backbone, head_channels).
+func newSemsegSetup(store *model.Store, numClasses int) (*semsegSetup, error) {
+	entry, err := backbones.Get(configs.Get[string](store, "backbone"))
+	if err != nil {
+		return nil, err
+	}
+	head := configs.Get[int](store, "head_channels")
+	return &semsegSetup{store: store, backbone: entry, numClasses: numClasses, smallStem: configs.Get[bool](store, "small_stem"),
+		frozen: configs.Get[bool](store, "freeze_backbone"), headCfg: upernet.Config{Channels: head, AuxChannels: head / 2}}, nil
+}
+
 // forward builds the model on images in [0, 1] and returns UperNet's output.
 func (s *semsegSetup) forward(scope *model.Scope, images *Node) upernet.Output {
 	bscope := scope.In("backbone")
@@ -115,10 +129,6 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	flt := func(k string) float64 { return configs.Get[float64](store, k) }
 	ints := func(k string) []int { return configs.Get[[]int](store, k) }
 
-	entry, err := backbones.Get(str("backbone"))
-	if err != nil {
-		return SemsegResult{}, err
-	}
 	dsOpts := datasets.Options{Task: "semantic", KeepZeroLabel: configs.Get[bool](store, "keep_zero_label")}
 	trainDS, err := datasets.Open(str("dataset"), str("data"), str("train_split"), dsOpts)
 	if err != nil {
@@ -160,9 +170,11 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	if err != nil {
 		return SemsegResult{}, err
 	}
-	setup := &semsegSetup{store: store, backbone: entry, numClasses: len(classes), smallStem: configs.Get[bool](store, "small_stem"),
-		frozen:  configs.Get[bool](store, "freeze_backbone"),
-		headCfg: upernet.Config{Channels: num("head_channels"), AuxChannels: num("head_channels") / 2}}
+	setup, err := newSemsegSetup(store, len(classes))
+	if err != nil {
+		return SemsegResult{}, err
+	}
+	store.SetParam(ClassesParam, classes)
 
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
 		images, labels, valid := in[0], in[1], in[2]
@@ -240,47 +252,63 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 }
 
 // evaluateSemseg runs the model of the store on every image of ds and returns the mIoU
-// metrics, drawing the first `overlays` images with their predictions into outDir.
-// With evalSize (height, width) the images are fitted into that size keeping their aspect
-// ratio and padded (labels resized with them, nearest); otherwise they are used at their
-// native size, which must then be the same for all.
+// metrics against the labels as read, drawing the first `overlays` images with their
+// predictions into outDir. The images are fed as predict does (native size, or fitted into
+// evalSize and padded, the prediction mapped back to the image's size), so the masks that
+// predict writes score exactly as this: with eval_size the metric is taken at the labels'
+// own size, as mmseg does.
 func evaluateSemseg(b compute.Backend, store *model.Store, setup *semsegSetup, ds datasets.Dataset, evalSize []int,
 	workers, overlays int, outDir string) (semseg.Result, string, error) {
-	var tf transforms.Transform
-	if len(evalSize) == 2 {
-		tf = transforms.Compose(fitInto(evalSize[0], evalSize[1]), transforms.Pad{W: evalSize[1], H: evalSize[0]})
-	}
-	ld, err := loader.New(ds, loader.Config{BatchSize: 4, Transform: tf, Workers: workers})
-	if err != nil {
-		return semseg.Result{}, "", err
-	}
-	exec, err := model.NewExec(b, store, func(scope *model.Scope, images *Node) *Node {
-		out := setup.forward(scope.In("model"), images)
-		logits := nn.ResizeBilinear(out.Logits, images.Shape().Dim(1), images.Shape().Dim(2))
-		return ConvertDType(ArgMax(logits, -1), dtypes.Int32)
+	ev := semseg.New(setup.numClasses, datasets.IgnoreLabel)
+	palette := viz.Palette(setup.numClasses)
+	var drawn []image.Image
+	_, err := setup.predict(b, ds, evalSize, workers, false, func(p SemsegPrediction) error {
+		if p.Label == nil {
+			return fmt.Errorf("semseg: %s has no semantic label", p.Path)
+		}
+		label := make([]int32, len(p.Label))
+		for i, v := range p.Label {
+			label[i] = int32(v)
+		}
+		if err := ev.Process(p.Classes, label); err != nil {
+			return fmt.Errorf("%s: %w", p.Path, err)
+		}
+		if len(drawn) < 3*overlays {
+			drawn = append(drawn, SemsegOverlays(p, palette, 0.6)...)
+		}
+		return nil
 	})
 	if err != nil {
 		return semseg.Result{}, "", err
-	}
-	predict := func(images *tensors.Tensor) ([]int32, error) {
-		out, err := exec.Exec(images)
-		if err != nil {
-			return nil, err
-		}
-		return tensors.MustCopyFlatData[int32](out[0]), nil
 	}
 	path := ""
-	if overlays > 0 {
+	if len(drawn) > 0 {
 		path = filepath.Join(outDir, "predictions.png")
+		b := drawn[0].Bounds()
+		for i, im := range drawn {
+			if im.Bounds().Size() != b.Size() { // images of another size, drawn at the first's
+				drawn[i] = viz.Resize(im, b.Dx(), b.Dy())
+			}
+		}
+		if err := viz.SavePNG(path, viz.Grid(drawn, 3, 2)); err != nil {
+			return semseg.Result{}, "", err
+		}
 	}
-	res, err := semseg.EvaluateBatches(ld.Epoch(0), setup.numClasses, predict, overlays, path)
-	return res, path, err
+	return ev.Evaluate(), path, nil
 }
 
-// fitInto resizes keeping the aspect ratio so that the image fits in h x w.
-func fitInto(h, w int) transforms.Transform {
-	return transforms.Func(func(s *datasets.Sample, _ *rand.Rand) error {
-		f := min(float64(w)/float64(s.Image.W), float64(h)/float64(s.Image.H))
-		return transforms.Resize(s, max(1, int(float64(s.Image.W)*f+0.5)), max(1, int(float64(s.Image.H)*f+0.5)))
-	})
+// SemsegOverlays draws an image, its prediction and (when it has one) its label, the classes
+// blended into the image with weight alpha.
+func SemsegOverlays(p SemsegPrediction, palette []color.RGBA, alpha float64) []image.Image {
+	img := p.Image.ToRGBA()
+	w, h := p.Image.W, p.Image.H
+	out := []image.Image{img, viz.Overlay(img, p.Classes, w, h, palette, alpha)}
+	if p.Label != nil {
+		label := make([]int32, len(p.Label))
+		for i, v := range p.Label {
+			label[i] = int32(v)
+		}
+		out = append(out, viz.Overlay(img, label, w, h, palette, alpha))
+	}
+	return out
 }
