@@ -101,6 +101,10 @@ type Col2ImSpec struct {
 var GemmCol2ImFloat32 func(backend *gobackend.Backend, lhs, rhs, output []float32, rhsTransposed bool,
 	M, N, K int, spec *Col2ImSpec)
 
+// GemmCol2ImChannelsOK (DreamTeacher-Go patch) reports whether GemmCol2ImFloat32 handles C
+// channels. Set with it.
+var GemmCol2ImChannelsOK func(c int) bool
+
 // GemmFloat32V (DreamTeacher-Go patch) is GemmFloat32 where either operand may be a virtual patch
 // matrix (lhsV, rhsV non-nil; the corresponding slice is then the source tensor of the patches).
 var GemmFloat32V func(backend *gobackend.Backend, lhs, rhs, output []float32, lhsColMajor, rhsTransposed bool,

@@ -780,7 +780,7 @@ func TestDTCol2ImFusion(t *testing.T) {
 		t.Skip("GOMLX_DT_PATCHES=off or GOMLX_DT_DISABLE")
 	}
 	rng := rand.New(rand.NewPCG(15, 16))
-	for _, cfg := range [][6]int{{2, 8, 16, 64, 1, 48}, {2, 9, 33, 128, 2, 40}, {3, 6, 19, 64, 1, 300}, {2, 8, 8, 64, 1, 48}} {
+	for _, cfg := range [][6]int{{2, 8, 16, 64, 1, 48}, {2, 9, 33, 128, 2, 40}, {3, 6, 19, 64, 1, 300}, {2, 8, 8, 64, 1, 48}, {2, 6, 20, 32, 1, 32}, {1, 7, 35, 32, 2, 64}} {
 		n, h, w, c, s, cout := cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5]
 		ho, wo := (h+2-3)/s+1, (w+2-3)/s+1
 		wantFused := wo >= 16

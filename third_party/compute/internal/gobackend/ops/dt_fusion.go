@@ -715,7 +715,7 @@ func dtCol2ImOf(ps *gobackend.Node, data *dtPadSumNode, uses map[*gobackend.Node
 	}
 	c := tc / numTaps
 	// Narrow images (Wo < 16) leave too many partial tiles of 6 pixels: the unfused GEMM is faster.
-	if c%64 != 0 || wo < 16 || params.LHSCrossSize != n*ho*wo || params.RHSCrossSize != tc || len(data.full) != 4 || data.full[0] != n || data.full[3] != c {
+	if dot.GemmCol2ImChannelsOK == nil || !dot.GemmCol2ImChannelsOK(c) || wo < 16 || params.LHSCrossSize != n*ho*wo || params.RHSCrossSize != tc || len(data.full) != 4 || data.full[0] != n || data.full[3] != c {
 		return none, false
 	}
 	spec := &dot.Col2ImSpec{N: n, Ho: ho, Wo: wo, C: c, FullH: data.full[1], FullW: data.full[2]}

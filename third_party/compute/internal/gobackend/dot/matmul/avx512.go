@@ -83,6 +83,7 @@ func registerAVX512(forTests bool) {
 		}
 		dot.GemmFloat32V = avx512GemmFloat32V
 		dot.GemmCol2ImFloat32 = avx512GemmCol2Im
+		dot.GemmCol2ImChannelsOK = GemmCol2ImChannelsOK
 	}
 	dot.RegisterImplementation("simd:avx512", dot.LayoutNonTransposed, dtypes.Float32, dtypes.Float32, avx512RouterFloat32, PriorityAVX512, forTests)
 	dot.RegisterImplementation("simd:avx512", dot.LayoutTransposed, dtypes.Float32, dtypes.Float32, avx512RouterFloat32, PriorityAVX512, forTests)

@@ -22,6 +22,7 @@ package matmul
 
 import (
 	"runtime"
+	"simd/archsimd"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -921,13 +922,17 @@ func gemmRelease(s []float32) {
 // the images, each image's (padded) gradient is a scratch slab (in L2) that the micro-kernel
 // accumulates into directly (the C tile of 6 consecutive output pixels and 64 channels of one tap
 // is a strided block of the slab), then the window is copied to the output.
+//
+// With fewer channels than a strip (C = 16 or 32: a strip of 64 columns then holds several taps,
+// and the last strip may be partial), each tile goes through a 6x64 scratch whose pieces of C
+// channels are added into the slab at their taps' positions.
 func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rhsTransposed bool, M, N, K int, spec *dot.Col2ImSpec) {
 	workers := 1
 	if backend != nil {
 		workers = backend.Workers.AdjustedMaxParallelism()
 	}
 	c := spec.C
-	if c%gemmNR != 0 || N != len(spec.Taps)*c || M != spec.N*spec.Ho*spec.Wo {
+	if !GemmCol2ImChannelsOK(c) || N != len(spec.Taps)*c || M != spec.N*spec.Ho*spec.Wo {
 		panic("gemm col2im: inconsistent shapes")
 	}
 	a := gemmMatrix{ptr: unsafe.Pointer(&lhs[0]), rs: K, cs: 1}
@@ -938,13 +943,13 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 	// Pack all of B (shared by the images).
 	kStarts := gemmKBlocks(K, 1)
 	numKBlocks := len(kStarts) - 1
-	numStrips := N / gemmNR
+	numStrips := (N + gemmNR - 1) / gemmNR
 	pb := &gemmPackedB{kStarts: kStarts, numStrips: numStrips}
 	pb.data = gemmScratch(K * numStrips * gemmNR)
 	defer gemmRelease(pb.data)
 	runParallel(backend, workers, numKBlocks*numStrips, func(task int) {
 		p, s := task/numStrips, task%numStrips
-		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*gemmNR, gemmNR, pb.strip(p, s))
+		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*gemmNR, min(gemmNR, N-s*gemmNR), pb.strip(p, s))
 	})
 
 	fullH, fullW := spec.FullH, spec.FullW
@@ -964,11 +969,31 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 			kc := kStarts[p+1] - k0
 			for s := range numStrips {
 				j0 := s * gemmNR
-				tap := spec.Taps[j0/c]
-				c0 := j0 % c
 				bStrip := pb.strip(p, s)
 				for y := range spec.Ho {
 					m0 := (img*spec.Ho + y) * spec.Wo
+					if c < gemmNR {
+						// Several taps per strip: tile by tile through cEdge.
+						for x0 := 0; x0 < spec.Wo; x0 += gemmMR {
+							mr := min(gemmMR, spec.Wo-x0)
+							aTile, rsTile := a.at(m0+x0, k0), rsBytes
+							if mr < gemmMR {
+								gemmCopyEdgeRows(a, m0+x0, mr, k0, kc, aEdge)
+								aTile, rsTile = unsafe.Pointer(&aEdge[0]), uintptr(kc*4)
+							}
+							avx512GemmKernel6x64(aTile, rsTile, 4, bStrip, unsafe.Pointer(&cEdge[0]), gemmNR*4, kc, false, aTile)
+							for q := 0; q < gemmNR && j0+q < N; q += c {
+								tap := spec.Taps[(j0+q)/c]
+								off := ((y*spec.SY+tap[0])*fullW + x0*spec.SX + tap[1]) * c
+								for r := range mr {
+									gemmAddInto(slab[off+r*spec.SX*c:off+r*spec.SX*c+c], cEdge[r*gemmNR+q:r*gemmNR+q+c])
+								}
+							}
+						}
+						continue
+					}
+					tap := spec.Taps[j0/c]
+					c0 := j0 % c
 					slabRow := (y*spec.SY + tap[0]) * fullW
 					// C element (x, ch) of this row and strip is at slab[(slabRow + x*SX + tap[1])*c + c0 + ch].
 					if fullTiles > 0 {
@@ -982,10 +1007,7 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 							unsafe.Pointer(&aEdge[0]))
 						for r := range rem {
 							off := (slabRow+(x0+r)*spec.SX+tap[1])*c + c0
-							dst := slab[off : off+gemmNR]
-							for j, v := range cEdge[r*gemmNR : (r+1)*gemmNR] {
-								dst[j] += v
-							}
+							gemmAddInto(slab[off:off+gemmNR], cEdge[r*gemmNR:(r+1)*gemmNR])
 						}
 					}
 				}
@@ -1001,4 +1023,16 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 	})
 	runtime.KeepAlive(lhs)
 	runtime.KeepAlive(rhs)
+}
+
+// GemmCol2ImChannelsOK reports whether avx512GemmCol2Im handles convolutions with c channels:
+// multiples of a strip (64), or 16 and 32 (whole taps per strip, added through a scratch tile).
+func GemmCol2ImChannelsOK(c int) bool { return c > 0 && (c%gemmNR == 0 || c == 16 || c == 32) }
+
+// gemmAddInto adds src to dst (same length, a multiple of 16).
+func gemmAddInto(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := 0; i+16 <= len(dst); i += 16 {
+		archsimd.LoadFloat32x16Slice(dst[i:]).Add(archsimd.LoadFloat32x16Slice(src[i:])).StoreSlice(dst[i:])
+	}
 }

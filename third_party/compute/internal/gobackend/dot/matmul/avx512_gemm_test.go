@@ -255,7 +255,9 @@ func TestAVX512GemmCol2Im(t *testing.T) {
 	backend := compute.MustNew().(*gobackend.Backend)
 	defer backend.Finalize()
 	rng := rand.New(rand.NewPCG(13, 14))
-	for _, cfg := range [][6]int{{2, 8, 8, 64, 1, 64}, {2, 7, 9, 128, 2, 40}, {3, 5, 13, 64, 1, 600}, {1, 6, 6, 64, 2, 300}} {
+	for _, cfg := range [][6]int{{2, 8, 8, 64, 1, 64}, {2, 7, 9, 128, 2, 40}, {3, 5, 13, 64, 1, 600}, {1, 6, 6, 64, 2, 300},
+		// 32 and 16 channels: several taps per strip, a partial last strip (9*32 = 4.5 strips).
+		{2, 5, 13, 32, 1, 32}, {1, 4, 9, 32, 2, 300}, {2, 3, 16, 16, 1, 48}} {
 		n, ho, wo, c, s, k := cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5]
 		var taps [][2]int
 		for dy := range 3 {
