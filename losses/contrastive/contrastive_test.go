@@ -83,6 +83,10 @@ func TestGradients(t *testing.T) {
 	gradcheck.Check(t, gradcheck.Options{Inputs: []int{0}}, func(_ *model.Scope, in []*Node) *Node {
 		return Loss(in[0], in[1], in[2], MoCoV2Tau)[losses.Total]
 	}, qq, kk, qu)
+	// Through the encoders' normalisation, as the recipe computes it.
+	gradcheck.Check(t, gradcheck.Options{Inputs: []int{0}}, func(_ *model.Scope, in []*Node) *Node {
+		return Loss(L2Normalize(in[0], -1), L2Normalize(in[1], -1), L2Normalize(in[2], -1), MoCoV2Tau)[losses.Total]
+	}, qq, kk, qu)
 	grads := MustExecOnceN(backend.Go(), func(q, k, queue *Node) []*Node {
 		return Gradient(Loss(q, k, queue, MoCoV2Tau)[losses.Total], k, queue)
 	}, qq, kk, qu)
