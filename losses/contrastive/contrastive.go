@@ -12,9 +12,9 @@
 // Choices the papers leave to the code, as MoCo's code makes them:
 //
 //   - The loss is the mean of L_q over the N queries of the batch.
-//   - q, k₊ and the queue are expected L2-normalised (the encoders normalise their outputs with
-//     L2Normalize(x, -1)), so the dot products are cosine similarities; the loss does not normalise
-//     them again.
+//   - q, k₊ and the queue are expected L2-normalised (the encoders normalise their outputs
+//     with GoMLX's L2Normalize), so the dot products are cosine similarities; the loss does not
+//     normalise them again.
 //   - Keys and queue are constants: no gradient flows into them (MoCo computes them under
 //     torch.no_grad; the key encoder follows the query encoder by a momentum update instead).
 //   - Only the batch's own positive counts as positive; the other keys of the batch are not
