@@ -127,6 +127,27 @@ type instsegSetup struct {
 	visThresh   float64
 }
 
+// newInstsegSetup reads the model's settings from the store for the classes (of category ids
+// categoryIDs).
+func newInstsegSetup(store *model.Store, classes []string, categoryIDs []int64) (*instsegSetup, error) {
+	num := func(k string) int { return configs.Get[int](store, k) }
+	entry, err := backbones.Get(configs.Get[string](store, "backbone"))
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := instsegConfig(store, len(classes))
+	if err != nil {
+		return nil, err
+	}
+	canvas := configs.Get[[]int](store, "canvas")
+	if len(canvas) != 2 || canvas[0] <= 0 || canvas[1] <= 0 {
+		return nil, fmt.Errorf("canvas must be (height, width), got %v", canvas)
+	}
+	return &instsegSetup{store: store, backbone: entry, smallStem: configs.Get[bool](store, "small_stem"), cfg: cfg,
+		classes: classes, categoryIDs: categoryIDs, canvas: [2]int(canvas), testSize: [2]int{num("min_size_test"), num("max_size_test")},
+		evalBatch: num("eval_batch"), visThresh: configs.Get[float64](store, "vis_threshold")}, nil
+}
+
 // features builds the backbone on images in [0, 1] padded to the canvas, with sizes [N, 2]
 // (height, width) of their content. As detectron2, the padding is zero after normalisation.
 func (s *instsegSetup) features(scope *model.Scope, images, sizes *Node) backbones.Features {
@@ -154,10 +175,6 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 	flt := func(k string) float64 { return configs.Get[float64](store, k) }
 	ints := func(k string) []int { return configs.Get[[]int](store, k) }
 
-	entry, err := backbones.Get(str("backbone"))
-	if err != nil {
-		return InstsegResult{}, err
-	}
 	dsOpts := datasets.Options{Task: "instance"}
 	trainDS, err := datasets.Open(str("dataset"), str("data"), str("train_split"), dsOpts)
 	if err != nil {
@@ -185,18 +202,18 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 			return InstsegResult{}, err
 		}
 	}
-	canvas, minTrain := ints("canvas"), ints("min_size_train")
-	if len(canvas) != 2 || canvas[0] <= 0 || canvas[1] <= 0 {
-		return InstsegResult{}, fmt.Errorf("canvas must be (height, width), got %v", canvas)
-	}
+	minTrain := ints("min_size_train")
 	if len(minTrain) == 0 || slices.Min(minTrain) <= 0 || num("max_size_train") <= 0 || num("min_size_test") <= 0 || num("max_size_test") <= 0 {
 		return InstsegResult{}, fmt.Errorf("min_size_train %v, max_size_train %d, min_size_test %d, max_size_test %d must be positive",
 			minTrain, num("max_size_train"), num("min_size_test"), num("max_size_test"))
 	}
-	cfg, err := instsegConfig(store, len(classes))
+	setup, err := newInstsegSetup(store, classes, categoryIDs)
 	if err != nil {
 		return InstsegResult{}, err
 	}
+	cfg, canvas := setup.cfg, setup.canvas
+	store.SetParam(ClassesParam, classes)
+	store.SetParam(CategoryIDsParam, categoryIDsParam(categoryIDs))
 	bs, maxInst := num("batch"), num("max_instances")
 	if maxInst <= 0 {
 		return InstsegResult{}, fmt.Errorf("max_instances must be > 0, got %d", maxInst)
@@ -205,7 +222,7 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		BatchSize: bs, Shuffle: true, Seed: int64(num("seed")), Workers: num("workers"), MaxInstances: maxInst,
 		SkipBad: configs.Get[bool](store, "skip_bad"),
 		Transform: transforms.Compose(
-			resizeShortestEdge{Sizes: minTrain, MaxSize: num("max_size_train"), Canvas: [2]int(canvas)},
+			resizeShortestEdge{Sizes: minTrain, MaxSize: num("max_size_train"), Canvas: canvas},
 			transforms.HFlip{P: flt("hflip")},
 			recordInputSize,
 			transforms.Pad{W: canvas[1], H: canvas[0]},
@@ -214,10 +231,6 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 	if err != nil {
 		return InstsegResult{}, err
 	}
-	setup := &instsegSetup{store: store, backbone: entry, smallStem: configs.Get[bool](store, "small_stem"), cfg: cfg,
-		classes: classes, categoryIDs: categoryIDs, canvas: [2]int(canvas), testSize: [2]int{num("min_size_test"), num("max_size_test")},
-		evalBatch: num("eval_batch"), visThresh: flt("vis_threshold")}
-
 	lossFn := func(scope *model.Scope, in []*Node) map[string]*Node {
 		images, boxes, cls, masks, sizes := in[0], in[1], in[2], in[3], in[4]
 		scope = scope.In("model")

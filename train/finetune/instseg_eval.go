@@ -68,19 +68,9 @@ func evaluateInstseg(b compute.Backend, store *model.Store, setup *instsegSetup,
 	return evaluateDetector(detect, setup, ds, workers, overlays, outDir, log)
 }
 
-// evaluateDetector is EvaluateInstseg for any detector.
+// evaluateDetector is evaluateInstseg for any detector.
 func evaluateDetector(detect detectFn, setup *instsegSetup, ds datasets.Dataset, workers, overlays int,
 	outDir string, log io.Writer) (InstsegResult, error) {
-	rec := &gtRecorder{categoryIDs: setup.categoryIDs, images: map[string]gtImage{}}
-	ld, err := loader.New(ds, loader.Config{BatchSize: setup.evalBatch, Workers: workers, Transform: transforms.Compose(
-		rec,
-		resizeShortestEdge{Sizes: []int{setup.testSize[0]}, MaxSize: setup.testSize[1], Canvas: setup.canvas},
-		recordInputSize,
-		transforms.Pad{W: setup.canvas[1], H: setup.canvas[0]},
-	)})
-	if err != nil {
-		return InstsegResult{}, err
-	}
 	gt := &coco.Dataset{Source: ds.Name()}
 	for k, name := range setup.classes {
 		gt.Categories = append(gt.Categories, coco.Category{ID: setup.categoryIDs[k], Name: name})
@@ -89,51 +79,27 @@ func evaluateDetector(detect detectFn, setup *instsegSetup, ds datasets.Dataset,
 	var res InstsegResult
 	var drawn []image.Image
 	seen := map[int64]bool{}
-	palette := viz.Palette(len(setup.classes))
-	for batch, err := range ld.Epoch(0) {
-		if err != nil {
-			return res, err
+	_, err := detectDataset(detect, setup, ds, workers, false, func(d imageDetections) error {
+		if seen[d.image.ID] {
+			return fmt.Errorf("%s: image id %d appears twice in %s", d.path, d.image.ID, ds.Name())
 		}
-		sizes, err := batchSizes(batch)
-		if err != nil {
-			return res, err
+		seen[d.image.ID] = true
+		gt.Images = append(gt.Images, d.image)
+		for _, a := range d.truth {
+			a.ID, a.ImageID = int64(len(gt.Annotations)+1), d.image.ID // pycocotools never matches id 0
+			gt.Annotations = append(gt.Annotations, a)
 		}
-		dets, overflow, err := detect(batch, sizes)
-		if err != nil {
-			return res, err
+		results = append(results, d.results...)
+		if d.overflowed {
+			res.Overflowed++
 		}
-		if len(dets) != len(batch.Paths) {
-			return res, fmt.Errorf("the detector returned %d images for a batch of %d", len(dets), len(batch.Paths))
+		if len(drawn) < 3*overlays {
+			drawn = append(drawn, d.draw()...)
 		}
-		hw := tensors.MustCopyFlatData[int32](sizes)
-		for i := range batch.NumValid {
-			orig, ok := rec.take(batch.Paths[i])
-			if !ok {
-				return res, fmt.Errorf("%s: no ground truth recorded", batch.Paths[i])
-			}
-			id := datasetImageID(ds, batch.Indices[i])
-			if seen[id] {
-				return res, fmt.Errorf("%s: image id %d appears twice in %s", batch.Paths[i], id, ds.Name())
-			}
-			seen[id] = true
-			gt.Images = append(gt.Images, coco.Image{ID: id, FileName: filepath.Base(batch.Paths[i]), Height: orig.height, Width: orig.width})
-			for _, a := range orig.anns {
-				a.ID, a.ImageID = int64(len(gt.Annotations)+1), id // pycocotools never matches id 0
-				gt.Annotations = append(gt.Annotations, a)
-			}
-			info := maskrcnn.ImageInfo{ID: id, Height: orig.height, Width: orig.width, InputHeight: int(hw[2*i]), InputWidth: int(hw[2*i+1])}
-			r, err := maskrcnn.COCOResults(dets[i:i+1], []maskrcnn.ImageInfo{info}, setup.categoryIDs, setup.cfg.MaskThreshold)
-			if err != nil {
-				return res, fmt.Errorf("%s: %w", batch.Paths[i], err)
-			}
-			results = append(results, r...)
-			if overflow != nil && overflow[i] {
-				res.Overflowed++
-			}
-			if len(drawn) < 3*overlays {
-				drawn = append(drawn, drawTriplet(batch, i, info, dets[i], orig, setup, palette)...)
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return res, err
 	}
 	res.Images, res.Detections = len(gt.Images), len(results)
 	if res.Overflowed > 0 {
@@ -162,6 +128,76 @@ func evaluateDetector(detect detectFn, setup *instsegSetup, ds datasets.Dataset,
 		}
 	}
 	return res, nil
+}
+
+// imageDetections are the detections of one image, at its original size.
+type imageDetections struct {
+	index      int        // in the dataset
+	path       string     // the image file
+	image      coco.Image // its COCO entry: id (the dataset's, else index+1), file name, original size
+	truth      []coco.Annotation
+	results    []coco.Result // the detections as COCO results
+	overflowed bool          // more candidates than test_candidates (maskrcnn.Detections.Overflow)
+	// draw draws the image, its detections scoring at least vis_threshold, and its ground truth.
+	draw func() []image.Image
+}
+
+// detectDataset runs detect on every image of ds as the run's evaluation feeds them — resized
+// as detectron2's test ResizeShortestEdge, padded to the canvas, in batches of eval_batch — and
+// calls each with the image's detections rescaled to its original size, in dataset order.
+// evaluateDetector and InstsegModel.Predict share it. With skipBad, images that fail to load are
+// left out and returned; otherwise the first one stops it with an error naming it.
+func detectDataset(detect detectFn, setup *instsegSetup, ds datasets.Dataset, workers int, skipBad bool,
+	each func(imageDetections) error) ([]loader.Skip, error) {
+	rec := &gtRecorder{categoryIDs: setup.categoryIDs, images: map[string]gtImage{}}
+	ld, err := loader.New(ds, loader.Config{BatchSize: setup.evalBatch, Workers: workers, SkipBad: skipBad, Transform: transforms.Compose(
+		rec,
+		resizeShortestEdge{Sizes: []int{setup.testSize[0]}, MaxSize: setup.testSize[1], Canvas: setup.canvas},
+		recordInputSize,
+		transforms.Pad{W: setup.canvas[1], H: setup.canvas[0]},
+	)})
+	if err != nil {
+		return nil, err
+	}
+	palette := viz.Palette(len(setup.classes))
+	for batch, err := range ld.Epoch(0) {
+		if err != nil {
+			return ld.Skipped(), err
+		}
+		sizes, err := batchSizes(batch)
+		if err != nil {
+			return ld.Skipped(), err
+		}
+		dets, overflow, err := detect(batch, sizes)
+		if err != nil {
+			return ld.Skipped(), err
+		}
+		if len(dets) != len(batch.Paths) {
+			return ld.Skipped(), fmt.Errorf("the detector returned %d images for a batch of %d", len(dets), len(batch.Paths))
+		}
+		hw := tensors.MustCopyFlatData[int32](sizes)
+		for i := range batch.NumValid {
+			orig, ok := rec.take(batch.Paths[i])
+			if !ok {
+				return ld.Skipped(), fmt.Errorf("%s: no ground truth recorded", batch.Paths[i])
+			}
+			id := datasetImageID(ds, batch.Indices[i])
+			info := maskrcnn.ImageInfo{ID: id, Height: orig.height, Width: orig.width, InputHeight: int(hw[2*i]), InputWidth: int(hw[2*i+1])}
+			r, err := maskrcnn.COCOResults(dets[i:i+1], []maskrcnn.ImageInfo{info}, setup.categoryIDs, setup.cfg.MaskThreshold)
+			if err != nil {
+				return ld.Skipped(), fmt.Errorf("%s: %w", batch.Paths[i], err)
+			}
+			d := imageDetections{index: batch.Indices[i], path: batch.Paths[i], truth: orig.anns, results: r,
+				image:      coco.Image{ID: id, FileName: filepath.Base(batch.Paths[i]), Height: orig.height, Width: orig.width},
+				overflowed: overflow != nil && overflow[i],
+				draw:       func() []image.Image { return drawTriplet(batch, i, info, dets[i], orig, setup, palette) },
+			}
+			if err := each(d); err != nil {
+				return ld.Skipped(), err
+			}
+		}
+	}
+	return ld.Skipped(), nil
 }
 
 // writeJSON writes v as json to path atomically.
