@@ -869,3 +869,49 @@ func TestDTCol2ImFusion(t *testing.T) {
 		}
 	}
 }
+
+// TestDTTransposeFast compares the fast Transpose with the generic one, bitwise, on the three
+// paths (unit axes moved, rows moved, batched 2-D) and on one it leaves to the generic executor.
+func TestDTTransposeFast(t *testing.T) {
+	backend := dtTestBackend(t)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, tc := range []struct {
+		dims, perm []int
+	}{
+		{[]int{4, 6, 5, 1, 1, 8}, []int{0, 1, 3, 2, 4, 5}},     // Unit axes only: a reshape.
+		{[]int{3, 5, 7, 8}, []int{1, 2, 0, 3}},                 // Last axis stays: rows.
+		{[]int{2, 3, 1, 5, 1, 4}, []int{2, 3, 0, 4, 1, 5}},     // Rows, with unit axes.
+		{[]int{37, 50}, []int{1, 0}},                           // 2-D.
+		{[]int{3, 17, 33}, []int{0, 2, 1}},                     // Batched 2-D.
+		{[]int{2, 3, 16, 5}, []int{0, 3, 1, 2}},                // Batched after merging axes 1 and 2.
+		{[]int{4, 3, 5, 2}, []int{3, 1, 0, 2}},                 // Generic.
+		{[]int{600, 700}, []int{1, 0}},                         // Parallel.
+		{[]int{64, 50, 1, 64, 1, 32}, []int{0, 1, 3, 2, 4, 5}}, // Parallel, unit axes.
+	} {
+		x := dtRandBuffer(t, backend, rng, dtypes.Float32, tc.dims...)
+		outDims := make([]int, len(tc.dims))
+		for i, a := range tc.perm {
+			outDims[i] = tc.dims[a]
+		}
+		node := &gobackend.Node{OpType: compute.OpTypeTranspose, Shape: shapes.Make(dtypes.Float32, outDims...), Data: tc.perm}
+		want, err := execTranspose(backend, node, []*gobackend.Buffer{dtClone(t, backend, x)}, []bool{false})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, owned := range []bool{false, true} {
+			got, err := execTransposeFast(backend, node, []*gobackend.Buffer{dtClone(t, backend, x)}, []bool{owned})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.RawShape.Dimensions, outDims) {
+				t.Fatalf("%v by %v: shape %v, want %v", tc.dims, tc.perm, got.RawShape.Dimensions, outDims)
+			}
+			w, g := want.Flat.([]float32), got.Flat.([]float32)
+			for i := range w {
+				if math.Float32bits(w[i]) != math.Float32bits(g[i]) {
+					t.Fatalf("%v by %v (owned %v): at %d got %g, want %g", tc.dims, tc.perm, owned, i, g[i], w[i])
+				}
+			}
+		}
+	}
+}
