@@ -48,6 +48,10 @@ var rules = map[string]rule{
 	"ld_weight": number(0, false, math.Inf(1), false), "dice_weight": number(0, false, math.Inf(1), false),
 	"aux_weight": number(0, false, math.Inf(1), false), "truncation": number(0, false, math.Inf(1), false),
 	"canonical_box_size": number(0, true, math.Inf(1), false), "temperature": number(0, true, math.Inf(1), false),
+	"key_momentum": number(0, false, 1, false), "jitter_p": number(0, false, 1, false),
+	"gray_p": number(0, false, 1, false), "blur_p": number(0, false, 1, false),
+	"crop_scale": fractions, "blur_sigma": ratio, "jitter": colorJitter,
+	"queue": intAtLeast(1), "bn_splits": intAtLeast(1), "proj_hidden": intAtLeast(0), "proj_dim": intAtLeast(1),
 
 	// Image sizes, (height, width).
 	"size": pair(8), "crop": pair(32), "canvas": pair(32), "teacher_size": pair(8),
@@ -66,6 +70,7 @@ var rules = map[string]rule{
 	"mode":           oneOf(fixed("feature", "label", "mixed")),
 	"loss":           lossName,
 	"method":         oneOf(fixed("linear", "knn", "both")),
+	"ssl_method":     oneOf(fixed("mocov2")),
 }
 
 // Check applies the rules to the experiment's settings as they are in the store (defaults, a
@@ -99,6 +104,16 @@ func Check(store modelStore, defaults map[string]any) error {
 		v, _ := store.GetParam("/" + k)
 		n, ok := v.(int)
 		return n, ok
+	}
+	// MoCo: one step's keys must fit the queue, and the batch must split into the BatchNorm
+	// parts of shuffle BN.
+	if b, ok := get("batch"); ok {
+		if q, ok := get("queue"); ok && q < b {
+			return fmt.Errorf("setting queue = %d: must hold one batch of keys, batch = %d", q, b)
+		}
+		if p, ok := get("bn_splits"); ok && p > 0 && b%p != 0 {
+			return fmt.Errorf("setting bn_splits = %d: must divide batch = %d", p, b)
+		}
 	}
 	// Warm-up must end before a decaying schedule does (detectron2's named schedules, such as
 	// Mask R-CNN's 1x, fix their own length and warm-up).
@@ -190,6 +205,24 @@ func ratio(v any) error {
 	s, _ := v.([]float64)
 	if len(s) != 2 || !(s[0] > 0) || !(s[1] >= s[0]) || math.IsInf(s[1], 0) {
 		return fmt.Errorf("want two finite numbers lo,hi with 0 < lo <= hi")
+	}
+	return nil
+}
+
+// fractions accepts lo,hi with 0 < lo <= hi <= 1 (an area fraction range).
+func fractions(v any) error {
+	s, _ := v.([]float64)
+	if len(s) != 2 || !(s[0] > 0) || !(s[1] >= s[0]) || s[1] > 1 {
+		return fmt.Errorf("want two numbers lo,hi with 0 < lo <= hi <= 1")
+	}
+	return nil
+}
+
+// colorJitter accepts the strengths brightness,contrast,saturation,hue: each >= 0, hue <= 0.5.
+func colorJitter(v any) error {
+	s, _ := v.([]float64)
+	if len(s) != 4 || slices.ContainsFunc(s, func(x float64) bool { return !(x >= 0) || math.IsInf(x, 0) }) || s[3] > 0.5 {
+		return fmt.Errorf("want brightness,contrast,saturation,hue: finite numbers >= 0, hue <= 0.5")
 	}
 	return nil
 }
