@@ -66,7 +66,6 @@ package ssl
 import (
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -98,9 +97,6 @@ const (
 	KeyScope       = "/key"  // the key (momentum) encoder: backbone and projector
 	MoCoScope      = "/moco" // queue, queue_ptr, started
 )
-
-// Methods are the self-supervised methods of ssl_method.
-var Methods = []string{"mocov2"}
 
 // Defaults are the settings of MoCo v2 pre-training (a CPU-sized run; configs/*_mocov2.conf give
 // the experiments).
@@ -206,8 +202,8 @@ func Augmentation(store *model.Store) (transforms.Transform, error) {
 func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (Result, error) {
 	str := func(k string) string { return configs.Get[string](store, k) }
 	num := func(k string) int { return configs.Get[int](store, k) }
-	if m := str("ssl_method"); !slices.Contains(Methods, m) {
-		return Result{}, fmt.Errorf("ssl_method %q: known methods are %s", m, strings.Join(Methods, ", "))
+	if m := str("ssl_method"); m != "mocov2" {
+		return Result{}, fmt.Errorf("ssl_method %q: the known method is mocov2", m)
 	}
 	step, err := NewMoCoStep(store)
 	if err != nil {
@@ -283,8 +279,8 @@ func NewMoCoStep(store *model.Store) (*Step, error) {
 		return nil, fmt.Errorf("size must be (height, width), got %v", size)
 	}
 	bs, splits := num("batch"), max(num("bn_splits"), 1)
-	if bs%splits != 0 || bs/splits < 2 {
-		return nil, fmt.Errorf("batch %d does not split into bn_splits = %d parts of 2 or more images", bs, splits)
+	if bs%splits != 0 {
+		return nil, fmt.Errorf("batch %d does not split into bn_splits = %d equal parts", bs, splits)
 	}
 	if k := num("queue"); k < bs {
 		return nil, fmt.Errorf("queue %d is smaller than the batch %d: one step's keys would overwrite each other", k, bs)
