@@ -93,6 +93,8 @@ func TestEveryConfigApplies(t *testing.T) {
 		switch {
 		case strings.HasSuffix(name, "_teacher"):
 			return []string{"pretrain-diffusion"}
+		case strings.HasSuffix(name, "_mocov2"):
+			return []string{"pretrain-ssl", "--method", "mocov2"}
 		case strings.HasPrefix(name, "imagenet_") || strings.HasSuffix(name, "_distill"):
 			return []string{"distill"}
 		case strings.Contains(name, "maskrcnn") || strings.HasSuffix(name, "_instseg"):
