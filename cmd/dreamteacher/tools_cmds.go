@@ -158,7 +158,8 @@ func runEval(args []string) error {
 	dataset := fs.String("dataset", "", "registered dataset: "+strings.Join(datasets.Names(), ", "))
 	data := fs.String("data", "", "the dataset's root folder")
 	split := fs.String("split", "val", "split")
-	preds := fs.String("predictions", "", "folder of predicted masks: <image base name>.png, class indices")
+	preds := fs.String("predictions", "", "folder of predicted masks: <image base name>.png, class indices (as predict writes them)")
+	keepZero := fs.Bool("keep-zero-label", false, "keep label 0 as a class where the dataset ignores it (ADE20K layout, the scenes), as a run with keep_zero_label=true")
 	table := fs.String("table", "", "write a paper table with our rows: "+strings.Join(tables.Names(), ", "))
 	var rows setFlag
 	fs.Var(&rows, "row", "our row for --table: 'METHOD|COLUMN=RUN[#key];...', RUN a run folder or its result.json (repeatable)")
@@ -185,44 +186,51 @@ func runEval(args []string) error {
 	if err := requireDir("predictions", *preds); err != nil {
 		return err
 	}
-	ds, err := datasets.Open(*dataset, *data, *split, datasets.Options{Task: "semantic"})
+	ds, err := datasets.Open(*dataset, *data, *split, datasets.Options{Task: "semantic", KeepZeroLabel: *keepZero})
 	if err != nil {
 		return err
 	}
-	classes := ds.Classes()
-	ev := semseg.New(len(classes), datasets.IgnoreLabel)
+	res, err := evalPredictions(ds, *preds)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(stdout, res.Format(ds.Classes()))
+	m := res.Metrics() // rounded as mmseg prints them
+	fmt.Fprintf(stdout, "mIoU %.2f  mAcc %.2f  aAcc %.2f  (%d images of %s)\n", m["mIoU"], m["mAcc"], m["aAcc"], ds.Len(), ds.Name())
+	return nil
+}
+
+// evalPredictions scores the predicted masks in dir, <image base name>.png each, against the
+// semantic labels of ds.
+func evalPredictions(ds datasets.Dataset, dir string) (semseg.Result, error) {
+	ev := semseg.New(len(ds.Classes()), datasets.IgnoreLabel)
 	pather, _ := ds.(datasets.Pather)
 	for i := range ds.Len() {
 		s, err := ds.Get(i)
 		if err != nil {
-			return err
+			return semseg.Result{}, err
 		}
 		img := s.Path
 		if pather != nil {
 			img = pather.Path(i)
 		}
-		base := strings.TrimSuffix(filepath.Base(img), filepath.Ext(img))
-		predPath := filepath.Join(*preds, base+".png")
+		predPath := filepath.Join(dir, datasets.Stem(img)+".png")
 		pred, w, h, err := semseg.ReadMask(predPath)
 		if err != nil {
-			return err
+			return semseg.Result{}, err
 		}
 		if w != s.Image.W || h != s.Image.H {
-			return fmt.Errorf("%s is %dx%d, its label (image %s) is %dx%d", predPath, w, h, img, s.Image.W, s.Image.H)
+			return semseg.Result{}, fmt.Errorf("%s is %dx%d, its label (image %s) is %dx%d", predPath, w, h, img, s.Image.W, s.Image.H)
 		}
 		label := make([]int32, len(s.Semantic))
 		for j, v := range s.Semantic {
 			label[j] = int32(v)
 		}
 		if err := ev.Process(pred, label); err != nil {
-			return fmt.Errorf("%s: %w", predPath, err)
+			return semseg.Result{}, fmt.Errorf("%s: %w", predPath, err)
 		}
 	}
-	res := ev.Evaluate()
-	fmt.Fprint(stdout, res.Format(classes))
-	m := res.Metrics() // rounded as mmseg prints them
-	fmt.Fprintf(stdout, "mIoU %.2f  mAcc %.2f  aAcc %.2f  (%d images of %s)\n", m["mIoU"], m["mAcc"], m["aAcc"], ds.Len(), ds.Name())
-	return nil
+	return ev.Evaluate(), nil
 }
 
 func runConvert(args []string) error {
