@@ -269,8 +269,8 @@ type Step struct {
 	Trainer train.Config // SGD on StudentScope
 }
 
-// NewMoCoStep builds the step on the store's settings, without a dataset (`dreamteacher bench`
-// and the tests time and check it).
+// NewMoCoStep builds the step on the store's settings, without a dataset (the tests check it
+// on their own batches).
 func NewMoCoStep(store *model.Store) (*Step, error) {
 	num := func(k string) int { return configs.Get[int](store, k) }
 	flt := func(k string) float64 { return configs.Get[float64](store, k) }
