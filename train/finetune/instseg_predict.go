@@ -35,7 +35,8 @@ const instsegClassifier = "/model/roi_heads/box_predictor/cls_score/biases"
 // evaluation fed them.
 type InstsegModel struct {
 	Checkpoint  string
-	Classes     []string // the class names the run recorded ("class k" for checkpoints written before it did)
+	NumClasses  int      // from the box classifier's weights
+	Classes     []string // the class names the run recorded (nil for checkpoints written before it did)
 	CategoryIDs []int64  // the COCO category id of each class the run recorded (1..K before it did)
 	setup       *instsegSetup
 	detect      detectFn
@@ -56,8 +57,12 @@ func LoadInstseg(b compute.Backend, path string) (*InstsegModel, error) {
 	}
 	k := v.Shape().Dim(0) - 1
 	names, _ := store.GetParam(ClassesParam)
-	classes, _ := names.([]string)
-	if len(classes) != k {
+	recordedNames, _ := names.([]string)
+	if len(recordedNames) != k {
+		recordedNames = nil
+	}
+	classes := recordedNames
+	if classes == nil {
 		classes = make([]string, k)
 		for i := range classes {
 			classes[i] = fmt.Sprintf("class %d", i)
@@ -80,7 +85,7 @@ func LoadInstseg(b compute.Backend, path string) (*InstsegModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &InstsegModel{Checkpoint: path, Classes: classes, CategoryIDs: ids, setup: setup, detect: detect}, nil
+	return &InstsegModel{Checkpoint: path, NumClasses: k, Classes: recordedNames, CategoryIDs: ids, setup: setup, detect: detect}, nil
 }
 
 // InstsegPrediction is the detections of one image, at its original size.

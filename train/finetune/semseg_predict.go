@@ -270,9 +270,8 @@ func LoadSemseg(b compute.Backend, path string) (*SemsegModel, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	m := &SemsegModel{Checkpoint: path, NumClasses: setup.numClasses, EvalSize: configs.Get[[]int](store, "eval_size"), b: b, setup: setup}
-	if names, ok := store.GetParam(ClassesParam); ok {
-		m.Classes, _ = names.([]string)
-	}
+	names, _ := store.GetParam(ClassesParam)
+	m.Classes, _ = names.([]string)
 	return m, nil
 }
 
