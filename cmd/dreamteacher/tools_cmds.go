@@ -4,15 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/dreamteacher-go/dreamteacher/configs"
 	"github.com/dreamteacher-go/dreamteacher/convert"
@@ -164,7 +161,8 @@ func runEval(args []string) error {
 	var rows setFlag
 	fs.Var(&rows, "row", "our row for --table: 'METHOD|COLUMN=RUN[#key];...', RUN a run folder or its result.json (repeatable)")
 	outFlag := fs.String("out", "", "with --table: write <out>.md and <out>.csv (default: print Markdown)")
-	results := fs.String("results", "", "comma-separated run folders (or result.json files): print their results as a table")
+	results := fs.String("results", "", "comma-separated run folders, result.json files or quoted glob patterns of them ('out/camvid/*'): print their results as a table (see --layout)")
+	layout := fs.String("layout", "auto", resultsLayoutHelp)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -172,7 +170,7 @@ func runEval(args []string) error {
 		return writeTable(*table, rows, *outFlag)
 	}
 	if *results != "" {
-		return resultsTable(strings.Split(*results, ","))
+		return resultsTable(strings.Split(*results, ","), *layout)
 	}
 	if *task != "semseg" {
 		return usagef("--task: want semseg, linear-probe or knn (or use --table)")
@@ -457,80 +455,6 @@ func resultValue(path, key, column string) (float64, error) {
 		return 0, fmt.Errorf("%s has no number %q", path, key)
 	}
 	return v, nil
-}
-
-// resultsTable prints the result.json of fine-tuning runs side by side, then the per-class IoU
-// of the semantic segmentation runs among them.
-func resultsTable(paths []string) error {
-	type run struct {
-		name     string
-		r        map[string]any
-		settings map[string]any
-	}
-	var runs []run
-	for _, p := range paths {
-		p = resultFile(p)
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return usagef("--results: %v", err)
-		}
-		var r map[string]any
-		if err := json.Unmarshal(data, &r); err != nil {
-			return fmt.Errorf("%s: %v", p, err)
-		}
-		settings, _ := r["settings"].(map[string]any)
-		runs = append(runs, run{filepath.Base(filepath.Dir(p)), r, settings})
-	}
-	cell := func(v any) string {
-		if f, ok := v.(float64); ok {
-			return fmt.Sprintf("%.1f", f)
-		}
-		return "-"
-	}
-	fmt.Fprintln(stdout, "| run | task | backbone | init | seed | labelled images | mIoU | APbb | APmk | train time |")
-	fmt.Fprintln(stdout, "|---|---|---|---|---:|---:|---:|---:|---:|---:|")
-	for _, x := range runs {
-		init := fmt.Sprint(x.settings["init"])
-		if init != "random" {
-			init = "distilled (" + filepath.Base(filepath.Dir(init)) + ")"
-		}
-		secs, _ := x.r["train_seconds"].(float64)
-		fmt.Fprintf(stdout, "| %s | %v | %v | %s | %v | %v | %s | %s | %s | %s |\n", x.name, x.r["task"], x.settings["backbone"],
-			init, x.settings["seed"], x.r["labeled_images"], cell(x.r["mIoU"]), cell(x.r["APbb"]), cell(x.r["APmk"]),
-			time.Duration(secs*float64(time.Second)).Round(time.Second))
-	}
-
-	// Per-class IoU, in the dataset's class order (sorted names for results that lack it).
-	var classes []string
-	var semseg []run
-	for _, x := range runs {
-		perClass, ok := x.r["per_class_iou"].(map[string]any)
-		if !ok {
-			continue
-		}
-		semseg = append(semseg, x)
-		if names, ok := x.r["classes"].([]any); ok && classes == nil {
-			for _, n := range names {
-				classes = append(classes, fmt.Sprint(n))
-			}
-		}
-		if classes == nil {
-			classes = slices.Sorted(maps.Keys(perClass))
-		}
-	}
-	if len(semseg) == 0 {
-		return nil
-	}
-	fmt.Fprintf(stdout, "\n| run | %s |\n|---|%s\n", strings.Join(classes, " | "), strings.Repeat("---:|", len(classes)))
-	for _, x := range semseg {
-		perClass := x.r["per_class_iou"].(map[string]any)
-		cells := make([]string, len(classes))
-		for i, c := range classes {
-			cells[i] = cell(perClass[c])
-		}
-		fmt.Fprintf(stdout, "| %s | %s |\n", x.name, strings.Join(cells, " | "))
-	}
-	return nil
 }
 
 // runProbe is `eval --task linear-probe|knn`: the frozen features of a pre-trained backbone
