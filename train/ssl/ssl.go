@@ -16,10 +16,10 @@
 // step's SGD update (MoCo's forward); then the batch's N keys replace the N oldest of the queue
 // (a ring buffer: pointer ← (pointer + N) mod K).
 //
-// SGD, lr 0.03 × batch/256, momentum 0.9, weight decay 1e-4, cosine decay, 200 epochs (MoCo
-// v2's 800-epoch row is the paper's "MoCo v2"); augmentation transforms.MoCoV2 per view.
-// One compiled graph per step holds the momentum update, both encoders, the loss, the
-// backward pass, the SGD update and the enqueue.
+// SGD, lr 0.03 × batch/256, momentum 0.9, weight decay 1e-4, cosine decay (200 or 800 ImageNet
+// epochs in MoCo v2); augmentation transforms.MoCoV2 per view. One compiled graph per step
+// holds the momentum update, both encoders, the loss, the backward pass, the SGD update and
+// the enqueue.
 //
 // What the papers leave to the code, and what we do:
 //
