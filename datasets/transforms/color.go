@@ -130,39 +130,53 @@ func (t GaussianBlur) Apply(s *datasets.Sample, rng *rand.Rand) error {
 	return nil
 }
 
-// Views makes N augmented views of each sample for the two-view (Siamese) self-supervised
-// recipes: T is applied to N copies of the sample in turn, each drawing from the same
-// generator (so the views differ, and are deterministic given it), and the views are stacked
-// vertically into one image N times as high. A loader batch [B, N·H, W, 3] then reshapes,
-// without copying, to [B, N, H, W, 3]: view v of sample b is [b, v]. The views must come out
-// of T with one size. Masks and instances are dropped: views are for training without labels.
-type Views struct {
-	T Transform
-	N int
-}
+// Views makes one augmented view of each sample per transform, for the two-view (Siamese)
+// self-supervised recipes: transform v is applied to a copy of the sample, in turn, each
+// drawing from the same generator (so the views differ, and are deterministic given it), and
+// the views are stacked vertically into one image len(Views) times as high. A loader batch
+// [B, V·H, W, 3] then reshapes, without copying, to [B, V, H, W, 3]: view v of sample b is
+// [b, v]. The views must come out with one size. Masks and instances are dropped: views are for
+// training without labels. MoCo applies one augmentation twice ({aug, aug}); BYOL two.
+type Views []Transform
 
 // Apply implements Transform.
 func (t Views) Apply(s *datasets.Sample, rng *rand.Rand) error {
-	if t.N < 1 {
-		return fmt.Errorf("%s: Views: N = %d, want >= 1", s.Path, t.N)
+	if len(t) == 0 {
+		return fmt.Errorf("%s: Views: no transform", s.Path)
 	}
 	orig := s.Image
 	var out datasets.Image
-	for v := range t.N {
+	for v, tf := range t {
 		view := datasets.Sample{Path: s.Path, Label: s.Label,
 			Image: datasets.Image{W: orig.W, H: orig.H, Pix: append([]uint8(nil), orig.Pix...)}}
-		if err := t.T.Apply(&view, rng); err != nil {
+		if err := tf.Apply(&view, rng); err != nil {
 			return err
 		}
 		if v == 0 {
-			out = datasets.NewImage(view.Image.W, t.N*view.Image.H)
-		} else if view.Image.W != out.W || view.Image.H*t.N != out.H {
-			return fmt.Errorf("%s: Views: view %d is %dx%d, view 0 %dx%d: the transform must give one size",
-				s.Path, v, view.Image.W, view.Image.H, out.W, out.H/t.N)
+			out = datasets.NewImage(view.Image.W, len(t)*view.Image.H)
+		} else if view.Image.W != out.W || view.Image.H*len(t) != out.H {
+			return fmt.Errorf("%s: Views: view %d is %dx%d, view 0 %dx%d: the transforms must give one size",
+				s.Path, v, view.Image.W, view.Image.H, out.W, out.H/len(t))
 		}
 		copy(out.Pix[v*len(view.Image.Pix):], view.Image.Pix)
 	}
 	s.Image, s.Semantic, s.Instances = out, nil, nil
+	return nil
+}
+
+// RandomSolarize inverts the pixel values at or above 128 (v -> 255-v) with probability P
+// (PIL's ImageOps.solarize(threshold=128); BYOL's solarisation).
+type RandomSolarize struct{ P float64 }
+
+// Apply implements Transform.
+func (t RandomSolarize) Apply(s *datasets.Sample, rng *rand.Rand) error {
+	if rng.Float64() < t.P {
+		for i, v := range s.Image.Pix {
+			if v >= 128 {
+				s.Image.Pix[i] = 255 - v
+			}
+		}
+	}
 	return nil
 }
 
@@ -338,32 +352,45 @@ func BlurGaussian(px []float32, w, h int, sigma float64) {
 	}
 }
 
-// MoCoV2 is MoCo v2's augmentation of one view at w x h (main_moco.py with --aug-plus), with
-// cfg's parameters (DefaultMoCoV2 are MoCo v2's): RandomResizedCrop, colour jitter, grayscale,
-// Gaussian blur, horizontal flip, in that order.
-func MoCoV2(w, h int, cfg MoCoV2Config) Transform {
+// SSLView is one view of the Siamese self-supervised recipes at w x h with cfg's parameters:
+// RandomResizedCrop, colour jitter, grayscale, Gaussian blur, solarisation, horizontal flip, in
+// that order (MoCo v2's main_moco.py --aug-plus; BYOL's, whose two views differ in blur and
+// solarisation). Each random step is skipped when its probability is 0.
+func SSLView(w, h int, cfg SSLViewConfig) Transform {
 	return Compose(
 		RandomResizedCrop{W: w, H: h, Scale: cfg.Scale},
 		RandomApply{T: ColorJitter{cfg.Jitter[0], cfg.Jitter[1], cfg.Jitter[2], cfg.Jitter[3]}, P: cfg.JitterP},
 		RandomGrayscale{P: cfg.GrayP},
 		RandomApply{T: GaussianBlur{Sigma: cfg.BlurSigma}, P: cfg.BlurP},
+		RandomSolarize{P: cfg.SolarizeP},
 		HFlip{P: cfg.FlipP},
 	)
 }
 
-// MoCoV2Config holds the parameters of MoCoV2; DefaultMoCoV2 are the paper's.
-type MoCoV2Config struct {
-	Scale     [2]float64 // RandomResizedCrop area fraction (0.2, 1)
-	Jitter    [4]float64 // brightness, contrast, saturation, hue (0.4, 0.4, 0.4, 0.1)
-	JitterP   float64    // 0.8
-	GrayP     float64    // 0.2
-	BlurSigma [2]float64 // (0.1, 2), pixels of a 224x224 crop
-	BlurP     float64    // 0.5
-	FlipP     float64    // 0.5
+// SSLViewConfig holds the parameters of SSLView.
+type SSLViewConfig struct {
+	Scale     [2]float64 // RandomResizedCrop area fraction
+	Jitter    [4]float64 // brightness, contrast, saturation, hue
+	JitterP   float64
+	GrayP     float64
+	BlurSigma [2]float64 // pixels (of a 224x224 view in the papers)
+	BlurP     float64
+	SolarizeP float64
+	FlipP     float64
 }
 
-// DefaultMoCoV2 is MoCo v2's augmentation at 224x224.
-var DefaultMoCoV2 = MoCoV2Config{
+// MoCoV2View is MoCo v2's augmentation at 224x224 (both views).
+var MoCoV2View = SSLViewConfig{
 	Scale: [2]float64{0.2, 1}, Jitter: [4]float64{0.4, 0.4, 0.4, 0.1}, JitterP: 0.8, GrayP: 0.2,
 	BlurSigma: [2]float64{0.1, 2}, BlurP: 0.5, FlipP: 0.5,
+}
+
+// BYOLViews are BYOL's two augmentations at 224x224 (Grill et al. 2020, appendix B, table 6):
+// blur always on the first view and with probability 0.1 on the second, solarisation on the
+// second only.
+var BYOLViews = [2]SSLViewConfig{
+	{Scale: [2]float64{0.08, 1}, Jitter: [4]float64{0.4, 0.4, 0.2, 0.1}, JitterP: 0.8, GrayP: 0.2,
+		BlurSigma: [2]float64{0.1, 2}, BlurP: 1, SolarizeP: 0, FlipP: 0.5},
+	{Scale: [2]float64{0.08, 1}, Jitter: [4]float64{0.4, 0.4, 0.2, 0.1}, JitterP: 0.8, GrayP: 0.2,
+		BlurSigma: [2]float64{0.1, 2}, BlurP: 0.1, SolarizeP: 0.2, FlipP: 0.5},
 }

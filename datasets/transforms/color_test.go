@@ -177,9 +177,9 @@ func TestRandomApply(t *testing.T) {
 // from one generator, deterministic given it; labels are dropped.
 func TestViews(t *testing.T) {
 	base := rectSample(40, 30, [][4]int{{2, 2, 20, 20}}, 9)
-	aug := MoCoV2(16, 12, DefaultMoCoV2)
+	aug := SSLView(16, 12, MoCoV2View)
 	s := clone(base)
-	if err := (Views{T: aug, N: 2}).Apply(&s, rand.New(rand.NewPCG(7, 8))); err != nil {
+	if err := (Views{aug, aug}).Apply(&s, rand.New(rand.NewPCG(7, 8))); err != nil {
 		t.Fatal(err)
 	}
 	if s.Image.W != 16 || s.Image.H != 24 || s.Semantic != nil || s.Instances != nil {
@@ -201,7 +201,7 @@ func TestViews(t *testing.T) {
 		t.Error("the two views are identical")
 	}
 	again := clone(base)
-	(Views{T: aug, N: 2}).Apply(&again, rand.New(rand.NewPCG(7, 8)))
+	(Views{aug, aug}).Apply(&again, rand.New(rand.NewPCG(7, 8)))
 	if !slices.Equal(again.Image.Pix, s.Image.Pix) {
 		t.Error("views are not deterministic given the generator")
 	}
@@ -210,7 +210,47 @@ func TestViews(t *testing.T) {
 		return Resize(s, 4+rng.IntN(100), 4)
 	})
 	bad := clone(base)
-	if err := (Views{T: grow, N: 2}).Apply(&bad, rand.New(rand.NewPCG(1, 1))); err == nil {
+	if err := (Views{grow, grow}).Apply(&bad, rand.New(rand.NewPCG(1, 1))); err == nil {
 		t.Error("views of two sizes accepted")
+	}
+}
+
+func TestSolarize(t *testing.T) {
+	s := datasets.Sample{Image: datasets.Image{W: 2, H: 1, Pix: []uint8{0, 127, 128, 200, 255, 30}}}
+	if err := (RandomSolarize{P: 1}).Apply(&s, rand.New(rand.NewPCG(1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	if want := []uint8{0, 127, 127, 55, 0, 30}; !slices.Equal(s.Image.Pix, want) {
+		t.Errorf("solarized %v, want %v", s.Image.Pix, want)
+	}
+}
+
+// TestBYOLViewsDiffer: BYOL's first view is never solarised, its second about a fifth of the
+// time. On a white image every other step keeps values >= 153 (brightness >= 0.6), so a view
+// whose pixels all fall below 128 was solarised.
+func TestBYOLViewsDiffer(t *testing.T) {
+	base := datasets.Sample{Path: "white", Image: datasets.NewImage(40, 30)}
+	for i := range base.Image.Pix {
+		base.Image.Pix[i] = 255
+	}
+	views := Views{SSLView(16, 12, BYOLViews[0]), SSLView(16, 12, BYOLViews[1])}
+	rng := rand.New(rand.NewPCG(2, 3))
+	solarized := [2]int{}
+	for range 400 {
+		s := clone(base)
+		if err := views.Apply(&s, rng); err != nil {
+			t.Fatal(err)
+		}
+		for v := range 2 {
+			px := s.Image.Pix[v*16*12*3 : (v+1)*16*12*3]
+			if slices.Max(px) < 128 {
+				solarized[v]++
+			} else if slices.Min(px) < 153 {
+				t.Fatalf("view %d of a white image has a value %d", v, slices.Min(px))
+			}
+		}
+	}
+	if solarized[0] != 0 || solarized[1] < 55 || solarized[1] > 105 {
+		t.Errorf("solarised views: %v of 400; want none of view 0 and about 80 of view 1", solarized)
 	}
 }

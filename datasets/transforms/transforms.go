@@ -13,9 +13,9 @@
 //
 // Recipes: ImageNetTrain (torchvision RandomResizedCrop + flip), ImageNetEval (resize shorter
 // side + centre crop), ADE20KTrain (mmsegmentation's: random rescale 0.5..2.0 of a base scale,
-// random crop with cat_max_ratio, flip, pad), MoCoV2 (MoCo v2's crop, colour jitter, grayscale,
-// blur and flip; Views stacks two views of a sample for the two-view recipes). Normalization
-// is applied by the loader to the float batch, or in the graph.
+// random crop with cat_max_ratio, flip, pad), SSLView (MoCo v2's and BYOL's crop, colour jitter,
+// grayscale, blur, solarisation and flip; Views stacks the views of a sample for the two-view
+// recipes). Normalization is applied by the loader to the float batch, or in the graph.
 package transforms
 
 import (

@@ -17,7 +17,7 @@
 // (a ring buffer: pointer ← (pointer + N) mod K).
 //
 // SGD, lr 0.03 × batch/256, momentum 0.9, weight decay 1e-4, cosine decay (200 or 800 ImageNet
-// epochs in MoCo v2); augmentation transforms.MoCoV2 per view. One compiled graph per step
+// epochs in MoCo v2); augmentation transforms.SSLView (MoCoV2View) per view. One compiled graph per step
 // holds the momentum update, both encoders, the loss, the backward pass, the SGD update and
 // the enqueue.
 //
@@ -107,7 +107,7 @@ func Defaults() map[string]any {
 		"data":       "",
 		"split":      "train",
 		"size":       []int{64, 64}, // each view (height, width)
-		// MoCo v2's augmentation of each view (transforms.MoCoV2).
+		// MoCo v2's augmentation of each view (transforms.SSLView).
 		"crop_scale": []float64{0.2, 1},             // RandomResizedCrop area fraction
 		"jitter":     []float64{0.4, 0.4, 0.4, 0.1}, // brightness, contrast, saturation, hue
 		"jitter_p":   0.8,
@@ -188,12 +188,12 @@ func Augmentation(store *model.Store) (transforms.Transform, error) {
 		return nil, fmt.Errorf("setting jitter = %v: want brightness,contrast,saturation,hue", j)
 	}
 	flt := func(k string) float64 { return configs.Get[float64](store, k) }
-	cfg := transforms.MoCoV2Config{Scale: scale, Jitter: [4]float64{j[0], j[1], j[2], j[3]}, JitterP: flt("jitter_p"),
+	cfg := transforms.SSLViewConfig{Scale: scale, Jitter: [4]float64{j[0], j[1], j[2], j[3]}, JitterP: flt("jitter_p"),
 		GrayP: flt("gray_p"), BlurSigma: sigma, BlurP: flt("blur_p")}
 	if configs.Get[bool](store, "flip") {
 		cfg.FlipP = 0.5
 	}
-	return transforms.MoCoV2(size[1], size[0], cfg), nil
+	return transforms.SSLView(size[1], size[0], cfg), nil
 }
 
 // Run pre-trains the backbone on the store's settings (see Defaults), writing checkpoints,
@@ -218,7 +218,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 		return Result{}, err
 	}
 	bs := num("batch")
-	ld, err := loader.New(ds, loader.Config{BatchSize: bs, Transform: transforms.Views{T: aug, N: 2}, Shuffle: true,
+	ld, err := loader.New(ds, loader.Config{BatchSize: bs, Transform: transforms.Views{aug, aug}, Shuffle: true,
 		Seed: int64(num("seed")), Workers: num("workers"), SkipBad: configs.Get[bool](store, "skip_bad")})
 	if err != nil {
 		return Result{}, err
