@@ -63,7 +63,7 @@ var rules = map[string]rule{
 	"adm":            oneOf(admNames),
 	"biggan":         oneOf(biggan.Names),
 	"dataset":        oneOf(datasets.Names),
-	"optimizer":      oneOf(fixed("adamw", "lamb", "sgd")),
+	"optimizer":      oneOf(fixed("adamw", "lamb", "sgd", "lars")),
 	"schedule":       oneOf(scheduleNames),
 	"noise_schedule": oneOf(fixed("linear", "cosine")),
 	"sampler":        oneOf(fixed("ddpm", "ddim")),

@@ -11,15 +11,16 @@ import (
 
 // OptimizerConfig selects and parameterises the optimiser. The zero values of the numeric
 // fields mean the defaults of the paper's recipes (betas 0.9/0.95, eps 1e-8 for AdamW, 1e-6 for
-// LAMB; momentum 0.9 for SGD).
+// LAMB; momentum 0.9 for SGD and LARS, trust coefficient 1e-3 for LARS).
 type OptimizerConfig struct {
 	Name        string // "adamw", "lamb" or "sgd"
 	WeightDecay float64
 	Beta1       float64
 	Beta2       float64
 	Eps         float64
-	Momentum    float64 // SGD
+	Momentum    float64 // SGD, LARS
 	Nesterov    bool    // SGD
+	Eta         float64 // LARS trust coefficient (0: 1e-3)
 }
 
 // Optimizer updates variables from their gradients inside the training graph. Its state lives
@@ -42,8 +43,16 @@ func NewOptimizer(cfg OptimizerConfig) (Optimizer, error) {
 			cfg.Momentum = 0.9
 		}
 		return &sgd{cfg: cfg}, nil
+	case "lars":
+		if cfg.Momentum == 0 {
+			cfg.Momentum = 0.9
+		}
+		if cfg.Eta == 0 {
+			cfg.Eta = 1e-3
+		}
+		return &lars{cfg: cfg}, nil
 	default:
-		return nil, fmt.Errorf("unknown optimizer %q: known optimizers are adamw, lamb, sgd", cfg.Name)
+		return nil, fmt.Errorf("unknown optimizer %q: known optimizers are adamw, lamb, sgd, lars", cfg.Name)
 	}
 }
 
@@ -143,6 +152,38 @@ func (o *sgd) Apply(scope *model.Scope, vars []*model.Variable, grads []*Node, l
 			d = Add(grad, MulScalar(buf, o.cfg.Momentum))
 		}
 		out[i] = Sub(w, Mul(ConvertDType(lr, w.DType()), d))
+	}
+	return out
+}
+
+// lars is LARS (You et al. 2017) as BYOL's code has it (byol/utils/optimizers.py): weight decay
+// added to the gradient, the result scaled by the trust ratio eta·||w|| / ||g + wd·w||, into a
+// momentum buffer, w -= lr·buffer. Variables that do not decay (biases, normalisation
+// parameters: Decays) get neither weight decay nor the trust ratio, as BYOL excludes them.
+type lars struct{ cfg OptimizerConfig }
+
+func (o *lars) Apply(scope *model.Scope, vars []*model.Variable, grads []*Node, lr, step *Node) []*Node {
+	out := make([]*Node, len(vars))
+	for i, v := range vars {
+		g := grads[i].Graph()
+		w := v.NodeValue(g)
+		dt := w.DType()
+		u := ConvertDType(grads[i], dt)
+		if Decays(v) {
+			if o.cfg.WeightDecay > 0 {
+				u = Add(u, MulScalar(w, o.cfg.WeightDecay))
+			}
+			wNorm := Sqrt(ReduceAllSum(Square(w)))
+			uNorm := Sqrt(ReduceAllSum(Square(u)))
+			zero := ScalarZero(g, dt)
+			trust := Where(LogicalAnd(GreaterThan(wNorm, zero), GreaterThan(uNorm, zero)),
+				MulScalar(Div(wNorm, Max(uNorm, Scalar(g, dt, 1e-30))), o.cfg.Eta), OnesLike(wNorm))
+			u = Mul(u, trust)
+		}
+		bufVar := stateVar(scope.Store(), v, "momentum")
+		buf := Add(MulScalar(bufVar.NodeValue(g), o.cfg.Momentum), u)
+		bufVar.SetNodeValue(buf)
+		out[i] = Sub(w, Mul(ConvertDType(lr, dt), buf))
 	}
 	return out
 }

@@ -41,7 +41,7 @@ func quadraticLoss(scope *model.Scope, batch []*Node) map[string]*Node {
 type reference struct {
 	name                string
 	lr, wd, b1, b2, eps float64
-	mom                 float64
+	mom, eta            float64
 	nesterov            bool
 	m, v                map[int][]float64
 }
@@ -69,6 +69,25 @@ func (r *reference) step(t int, params [][]float64, grads [][]float64, decays []
 					d = gj + r.mom*m[j]
 				}
 				p[j] -= r.lr * d
+			}
+		case "lars":
+			upd := make([]float64, len(p))
+			wn, un := 0.0, 0.0
+			for j := range p {
+				upd[j] = g[j]
+				if decays[i] {
+					upd[j] += r.wd * p[j]
+				}
+				wn += p[j] * p[j]
+				un += upd[j] * upd[j]
+			}
+			trust := 1.0
+			if decays[i] && wn > 0 && un > 0 {
+				trust = r.eta * math.Sqrt(wn) / math.Sqrt(un)
+			}
+			for j := range p {
+				m[j] = r.mom*m[j] + trust*upd[j]
+				p[j] -= r.lr * m[j]
 			}
 		case "adamw", "lamb":
 			upd := make([]float64, len(p))
@@ -120,6 +139,8 @@ func TestOptimizersMatchPyTorchRules(t *testing.T) {
 		{OptimizerConfig{Name: "lamb", WeightDecay: 0.05}, reference{name: "lamb", wd: 0.05, b1: 0.9, b2: 0.95, eps: 1e-6}},
 		{OptimizerConfig{Name: "sgd", WeightDecay: 1e-4}, reference{name: "sgd", wd: 1e-4, mom: 0.9}},
 		{OptimizerConfig{Name: "sgd", Momentum: 0.8, Nesterov: true}, reference{name: "sgd", mom: 0.8, nesterov: true}},
+		{OptimizerConfig{Name: "lars", WeightDecay: 1.5e-6}, reference{name: "lars", wd: 1.5e-6, mom: 0.9, eta: 1e-3}},
+		{OptimizerConfig{Name: "lars", WeightDecay: 0.1, Momentum: 0.5, Eta: 0.02}, reference{name: "lars", wd: 0.1, mom: 0.5, eta: 0.02}},
 	} {
 		t.Run(tc.cfg.Name, func(t *testing.T) {
 			store := model.NewStore()
