@@ -1,8 +1,8 @@
 // Package losses holds DreamTeacher's training losses, one sub-package per family: feature
 // (feature distillation: LN-MSE and attention transfer), distill (label distillation with a
-// temperature), seg (cross-entropy with an ignore index, Dice), contrastive (MoCo's InfoNCE, the
-// self-supervised baseline). This package defines Terms, the named scalars that a loss with
-// several parts returns, so that training loops can log each.
+// temperature), seg (cross-entropy with an ignore index, Dice), and the self-supervised
+// baselines' contrastive (MoCo's InfoNCE) and byol. This package defines Terms, the named
+// scalars that a loss with several parts returns, so that training loops can log each.
 package losses
 
 import (
