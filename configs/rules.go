@@ -49,7 +49,7 @@ var rules = map[string]rule{
 	"aux_weight": number(0, false, math.Inf(1), false), "truncation": number(0, false, math.Inf(1), false),
 	"canonical_box_size": number(0, true, math.Inf(1), false), "temperature": number(0, true, math.Inf(1), false),
 	"key_momentum": number(0, false, 1, false), "jitter_p": number(0, false, 1, false),
-	"gray_p": number(0, false, 1, false), "blur_p": number(0, false, 1, false),
+	"gray_p": number(0, false, 1, false), "blur_p": probabilities(2, "per view"), "solarize_p": probabilities(2, "per view"),
 	"crop_scale": fractions, "blur_sigma": ratio, "jitter": colorJitter,
 	"queue": intAtLeast(1), "bn_splits": intAtLeast(1), "proj_hidden": intAtLeast(0), "proj_dim": intAtLeast(1),
 
@@ -70,7 +70,7 @@ var rules = map[string]rule{
 	"mode":           oneOf(fixed("feature", "label", "mixed")),
 	"loss":           lossName,
 	"method":         oneOf(fixed("linear", "knn", "both")),
-	"ssl_method":     oneOf(fixed("mocov2")),
+	"ssl_method":     oneOf(fixed("mocov2", "byol")),
 }
 
 // Check applies the rules to the experiment's settings as they are in the store (defaults, a
@@ -216,6 +216,17 @@ func fractions(v any) error {
 		return fmt.Errorf("want two numbers lo,hi with 0 < lo <= hi <= 1")
 	}
 	return nil
+}
+
+// probabilities accepts n numbers in [0, 1]; what says what they are.
+func probabilities(n int, what string) rule {
+	return func(v any) error {
+		s, _ := v.([]float64)
+		if len(s) != n || slices.ContainsFunc(s, func(x float64) bool { return !(x >= 0 && x <= 1) }) {
+			return fmt.Errorf("want %d probabilities in [0, 1], %s", n, what)
+		}
+		return nil
+	}
 }
 
 // colorJitter accepts the strengths brightness,contrast,saturation,hue: each >= 0, hue <= 0.5.

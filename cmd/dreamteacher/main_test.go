@@ -95,6 +95,8 @@ func TestEveryConfigApplies(t *testing.T) {
 			return []string{"pretrain-diffusion"}
 		case strings.HasSuffix(name, "_mocov2"):
 			return []string{"pretrain-ssl", "--method", "mocov2"}
+		case strings.HasSuffix(name, "_byol"):
+			return []string{"pretrain-ssl", "--method", "byol"}
 		case strings.HasPrefix(name, "imagenet_") || strings.HasSuffix(name, "_distill"):
 			return []string{"distill"}
 		case strings.Contains(name, "maskrcnn") || strings.HasSuffix(name, "_instseg"):

@@ -61,6 +61,12 @@ func sslArgs(data string) []string {
 		"--set", "steps=3", "--set", "log_every=1"}
 }
 
+func byolArgs(data string) []string {
+	return []string{"pretrain-ssl", "--method", "byol", "--config", "camvid_byol", "--set", "dataset=scenes", "--set", "data=" + data,
+		"--set", "size=32,32", "--set", "small_stem=true", "--set", "proj_hidden=32", "--set", "proj_dim=16", "--set", "batch=4",
+		"--set", "steps=3", "--set", "warmup=1", "--set", "log_every=1"}
+}
+
 func semsegArgs(data string, extra ...string) []string {
 	return append([]string{"finetune", "--task", "semseg", "--config", "demo_semseg", "--set", "data=" + data,
 		"--set", "small_stem=true", "--set", "label_count=4", "--set", "crop=32,32", "--set", "scale=32,32",
@@ -111,7 +117,7 @@ func losses(t *testing.T, dir string) []float64 {
 // docs/RESULTS.md for what was measured at 2).
 func TestFreshRunsAreIdentical(t *testing.T) {
 	if testing.Short() {
-		t.Skip("trains seven tiny models twice")
+		t.Skip("trains eight tiny models twice")
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	data := testScenes(t)
@@ -125,6 +131,7 @@ func TestFreshRunsAreIdentical(t *testing.T) {
 		{"pretrain-gan", func() []string { return ganArgs(data) }},
 		{"distill", func() []string { return distillArgs(data, teacher) }},
 		{"pretrain-ssl", func() []string { return sslArgs(data) }},
+		{"pretrain-ssl-byol", func() []string { return byolArgs(data) }},
 		{"interpret", func() []string { return interpretArgs(data, teacher) }},
 		{"finetune-semseg", func() []string { return semsegArgs(data) }},
 		{"finetune-instseg", func() []string { return instsegArgs(data) }},
@@ -241,10 +248,11 @@ func TestSettingsCheckedAtParseTime(t *testing.T) {
 		{[]string{"pretrain-diffusion", "--set", "adm=nope"}, "setting adm = nope"},
 		{[]string{"finetune", "--set", "label_fraction=1.5"}, "setting label_fraction = 1.5"},
 		{[]string{"finetune", "--task", "instseg", "--set", "optimizer=rmsprop"}, "setting optimizer = rmsprop: want one of adamw, lamb, sgd"},
-		{[]string{"pretrain-ssl", "--method", "simclr"}, "setting ssl_method = simclr: want one of mocov2"},
+		{[]string{"pretrain-ssl", "--method", "simclr"}, "setting ssl_method = simclr: want one of mocov2, byol"},
 		{[]string{"pretrain-ssl", "--config", "camvid_mocov2", "--set", "queue=8"}, "setting queue = 8: must hold one batch of keys, batch = 16"},
 		{[]string{"pretrain-ssl", "--set", "bn_splits=3"}, "setting bn_splits = 3: must divide batch = 32"},
 		{[]string{"pretrain-ssl", "--set", "jitter=0.4,0.4,0.4,0.6"}, "setting jitter = "},
+		{[]string{"pretrain-ssl", "--set", "blur_p=0.5"}, "setting blur_p = 0.5: want 2 probabilities in [0, 1], per view"},
 	}
 	for _, c := range cases {
 		for _, show := range []bool{false, true} {

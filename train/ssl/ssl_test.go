@@ -92,7 +92,7 @@ func tinyStep(t *testing.T, set ...string) (*model.Store, *Step, *train.Trainer)
 	t.Helper()
 	store := storeWith(t, Defaults(), append([]string{"size=16,16", "small_stem=true", "batch=4", "queue=6", "key_momentum=0.9",
 		"proj_dim=8", "steps=10"}, set...)...)
-	step, err := NewMoCoStep(store)
+	step, err := NewStep(store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestMomentumUpdateAndQueue(t *testing.T) {
 		checked := 0
 		for v := range store.IterVariables() {
 			rel, ok := strings.CutPrefix(v.Path(), KeyScope+"/")
-			if !ok {
+			if !ok || rel == "started" {
 				continue
 			}
 			if v.Trainable {
@@ -269,28 +269,50 @@ func TestKeyEncoderGetsNoGradient(t *testing.T) {
 	}
 }
 
-// TestRunInitialisesFinetune: a tiny MoCo run on generated scenes resumes exactly, and its
-// checkpoint initialises `finetune` as a distilled one does: with the backbone frozen, the
-// fine-tuned model's backbone is the query encoder's, variable for variable (not the key
-// encoder's).
+// TestRunInitialisesFinetune: a tiny run of each method on generated scenes (MoCo's resumes
+// exactly), whose checkpoint initialises `finetune` as a distilled one does: with the
+// backbone frozen, the fine-tuned model's backbone is the query (online) encoder's, variable
+// for variable, not the key (target) encoder's.
 func TestRunInitialisesFinetune(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // bit-exact resumption
 	data := filepath.Join(t.TempDir(), "scenes")
 	if err := scenes.Generate(data, scenes.Config{Train: 8, Val: 4, Size: 32, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	set := []string{"dataset=scenes", "data=" + data, "size=32,32", "small_stem=true", "batch=4", "queue=8",
-		"key_momentum=0.5", "proj_dim=16", "workers=1", "log_every=1", "schedule=constant"} // constant: the same rates at steps=2 and 3
-	out := t.TempDir()
-	res, err := Run(backend.Go(), storeWith(t, Defaults(), append(set, "steps=3")...), out, io.Discard)
-	if err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		method string
+		set    []string
+		lr     float64
+	}{
+		{"mocov2", []string{"queue=8"}, 0.03 * 4 / 256},
+		{"byol", []string{"bn_splits=1", "proj_hidden=32", "optimizer=lars", "weight_decay=1.5e-6"}, 0.2 * 4 / 256},
+	} {
+		t.Run(tc.method, func(t *testing.T) {
+			set := append([]string{"ssl_method=" + tc.method, "dataset=scenes", "data=" + data, "size=32,32", "small_stem=true", "batch=4",
+				"key_momentum=0.5", "proj_dim=16", "workers=1", "log_every=1", "schedule=constant"}, tc.set...) // constant: the same rates at steps=2 and 3
+			out := t.TempDir()
+			res, err := Run(backend.Go(), storeWith(t, Defaults(), append(set, "steps=3")...), out, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Steps != 3 || math.IsNaN(res.LastLoss) || res.LastLoss <= 0 || res.LastAcc < 0 || res.LastAcc > 1 || res.LR != tc.lr {
+				t.Fatalf("result %+v", res)
+			}
+			straight := model.NewStore()
+			if _, err := train.Restore(straight, res.Checkpoint); err != nil {
+				t.Fatal(err)
+			}
+			if tc.method == "mocov2" { // BYOL's τ follows the run's length: steps=2 then 3 is another run
+				checkResume(t, set, res.Checkpoint, straight)
+			}
+			checkFinetuneInit(t, data, res.Checkpoint, straight)
+		})
 	}
-	if res.Steps != 3 || math.IsNaN(res.LastLoss) || res.LastLoss <= 0 || res.LastAcc < 0 || res.LastAcc > 1 || res.LR != 0.03*4/256 {
-		t.Fatalf("result %+v", res)
-	}
+}
 
-	// Two steps, then resumed to three: the same weights, queue and key encoder.
+// checkResume: two steps, then resumed to three, give the weights, queue and key encoder of
+// three steps straight.
+func checkResume(t *testing.T, set []string, want string, straight *model.Store) {
 	split := t.TempDir()
 	if _, err := Run(backend.Go(), storeWith(t, Defaults(), append(set, "steps=2")...), split, io.Discard); err != nil {
 		t.Fatal(err)
@@ -309,19 +331,22 @@ func TestRunInitialisesFinetune(t *testing.T) {
 	if err != nil || res2.Steps != 3 {
 		t.Fatalf("resumed run: %d steps, %v", res2.Steps, err)
 	}
-	straight, again := model.NewStore(), model.NewStore()
-	train.Restore(straight, res.Checkpoint)
+	again := model.NewStore()
 	train.Restore(again, res2.Checkpoint)
 	for _, path := range []string{BackboneScope + "/stem/conv1/weights", KeyScope + "/projector/fc2/weights", MoCoScope + "/queue"} {
 		if !slices.Equal(f32(straight.GetVariable(path)), f32(again.GetVariable(path))) {
 			t.Errorf("%s differs between the straight and the resumed run", path)
 		}
 	}
+}
 
-	// Fine-tuning from the checkpoint with the backbone frozen keeps what it loaded.
+// checkFinetuneInit fine-tunes from ckpt with the backbone frozen, so that the fine-tuned
+// checkpoint holds what init loaded, and compares it with the pre-training checkpoint's
+// backbones.
+func checkFinetuneInit(t *testing.T, data, ckpt string, pre *model.Store) {
 	ft, err := configs.NewStore(finetune.SemsegDefaults(), nil, "dataset=scenes", "data="+data, "keep_zero_label=true",
 		"small_stem=true", "crop=32,32", "scale=64,32", "batch=2", "steps=1", "warmup=0", "head_channels=8", "workers=1",
-		"overlays=0", "freeze_backbone=true", "init="+res.Checkpoint)
+		"overlays=0", "freeze_backbone=true", "init="+ckpt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +359,7 @@ func TestRunInitialisesFinetune(t *testing.T) {
 		t.Fatal(err)
 	}
 	compared, differsFromKey := 0, 0
-	for v := range straight.IterVariables() {
+	for v := range pre.IterVariables() {
 		rel, ok := strings.CutPrefix(v.Path(), BackboneScope+"/")
 		if !ok {
 			continue
@@ -346,12 +371,88 @@ func TestRunInitialisesFinetune(t *testing.T) {
 		if !slices.Equal(f32(got), f32(v)) {
 			t.Errorf("fine-tuned backbone variable %s is not the query encoder's", rel)
 		}
-		if !slices.Equal(f32(got), f32(straight.GetVariable(KeyScope+"/backbone/"+rel))) {
+		if !slices.Equal(f32(got), f32(pre.GetVariable(KeyScope+"/backbone/"+rel))) {
 			differsFromKey++
 		}
 		compared++
 	}
 	if compared < 100 || differsFromKey < compared/4 {
 		t.Errorf("compared %d backbone variables, %d differ from the key encoder's", compared, differsFromKey)
+	}
+}
+
+// TestBYOLTau: τ rises from τ_base to 1 along a cosine over the run, and stays 1 after it.
+func TestBYOLTau(t *testing.T) {
+	for k, want := range []float64{0.9, 1 - 0.05*(math.Cos(math.Pi/4)+1), 0.95, 1 - 0.05*(math.Cos(3*math.Pi/4)+1), 1, 1} {
+		got := MustExecOnce(backend.Go(), func(k *Node) *Node { return Tau(k, 0.9, 4) }, tensors.FromScalar(int64(k))).Value().(float64)
+		if math.Abs(got-want) > 1e-15 {
+			t.Errorf("τ at step %d of 4 = %.17g, want %.17g", k, got, want)
+		}
+	}
+}
+
+// TestBYOLStep: three steps of BYOL; the target (backbone and projector, no predictor) starts as
+// the online network's copy and then follows target = τ·target + (1-τ)·online with τ of the
+// step; nothing optimises it; the loss lies in [0, 8].
+func TestBYOLStep(t *testing.T) {
+	store, _, tr := tinyStep(t, "ssl_method=byol", "bn_splits=1", "proj_hidden=16", "key_momentum=0.8", "steps=3", "optimizer=lars", "warmup=0")
+	snapshot := func() map[string][]float32 {
+		out := map[string][]float32{}
+		for v := range store.IterVariables() {
+			if v.DType() == dtypes.Float32 {
+				out[v.Path()] = f32(v)
+			}
+		}
+		return out
+	}
+	for s := range 3 {
+		before := snapshot()
+		res, err := tr.Step(views(uint64(s)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Finite || !(res.Loss() >= 0 && res.Loss() <= 8) {
+			t.Fatalf("step %d: %+v", s+1, res)
+		}
+		tau := 1 - 0.2*(math.Cos(math.Pi*float64(s)/3)+1)/2
+		checked := 0
+		for v := range store.IterVariables() {
+			rel, ok := strings.CutPrefix(v.Path(), KeyScope+"/")
+			if !ok || rel == "started" {
+				continue
+			}
+			if strings.HasPrefix(rel, "predictor") {
+				t.Fatalf("the target has a predictor: %s", v.Path())
+			}
+			online := store.GetVariable(StudentScope + "/" + rel)
+			if v.Trainable || online == nil {
+				t.Fatalf("target variable %s: trainable %v, online twin %v", v.Path(), v.Trainable, online != nil)
+			}
+			if !online.Trainable {
+				continue // running statistics: the target's own
+			}
+			got, q, k := f32(v), before[online.Path()], before[v.Path()]
+			for i := range got {
+				want := float64(q[i])
+				if s > 0 {
+					want = float64(float32(tau))*float64(k[i]) + float64(float32(1-tau))*float64(q[i])
+				}
+				if math.Abs(float64(got[i])-want) > 1e-6*(math.Abs(want)+1e-3) {
+					t.Fatalf("step %d (τ %g): %s[%d] = %.9g, want %.9g", s+1, tau, v.Path(), i, got[i], want)
+				}
+			}
+			checked++
+		}
+		if checked < 60 {
+			t.Fatalf("checked %d target weights", checked)
+		}
+	}
+	for v := range store.IterVariables() {
+		if strings.HasPrefix(v.Path(), "/optimizer"+KeyScope+"/") || strings.HasPrefix(v.Path(), MoCoScope) {
+			t.Errorf("unexpected variable %s in a BYOL run", v.Path())
+		}
+	}
+	if store.GetVariable("/optimizer"+PredictorScope+"/fc1/weights/momentum") == nil {
+		t.Error("the predictor is not optimised")
 	}
 }
