@@ -37,7 +37,7 @@ var rules = map[string]rule{
 	"teacher_classes": intsAtLeast(0), "k": intAtLeast(1),
 
 	// Rates and weights.
-	"lr": number(0, false, math.Inf(1), false), "lr_g": number(0, true, math.Inf(1), false),
+	"lr": number(0, false, math.Inf(1), false), "backbone_lr_mult": number(0, true, math.Inf(1), false), "lr_g": number(0, true, math.Inf(1), false),
 	"lr_d": number(0, true, math.Inf(1), false), "min_lr": number(0, false, math.Inf(1), false),
 	"weight_decay": number(0, false, math.Inf(1), false), "clip": number(0, false, math.Inf(1), false),
 	"clip_norm": number(0, false, math.Inf(1), false), "ema": number(0, false, 1, true),

@@ -607,3 +607,46 @@ func TestPruneKeepsTheNewCheckpoint(t *testing.T) {
 		t.Errorf("the new checkpoint was pruned: %v", err)
 	}
 }
+
+// TestLRMult: variables under a scope with a learning-rate multiplier move by the scaled rate
+// (the longest prefix wins), the others by the base rate, and the optimiser keeps one state per
+// variable across the groups (SGD momentum checked over two steps).
+func TestLRMult(t *testing.T) {
+	store := model.NewStore()
+	loss := func(scope *model.Scope, batch []*Node) map[string]*Node {
+		g := batch[0].Graph()
+		m := scope.In("model")
+		bb := m.In("backbone")
+		var sum *Node
+		for _, s := range []*model.Scope{bb.In("stem").In("w"), bb.In("w"), m.In("head").In("w")} {
+			v := ReduceAllSum(s.VariableWithValue("x", []float64{1, 2}).NodeValue(g)) // gradient 1
+			if sum == nil {
+				sum = v
+			} else {
+				sum = Add(sum, v)
+			}
+		}
+		return map[string]*Node{"loss": sum}
+	}
+	cfg := Config{
+		Optimizer: OptimizerConfig{Name: "sgd", Momentum: 0.5},
+		Schedule:  Schedule{Kind: "constant", BaseLR: 1},
+		LRMult:    map[string]float64{"/model/backbone": 0.1, "/model/backbone/stem/": 0.01},
+	}
+	tr, err := NewTrainer(backend.Go(), store, cfg, loss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := tr.Step(one()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Two SGD steps with momentum 0.5 on a constant gradient 1: w -= lr*(1 + 1.5).
+	for path, lr := range map[string]float64{"/model/backbone/stem/w/x": 0.01, "/model/backbone/w/x": 0.1, "/model/head/w/x": 1} {
+		got := tensors.MustCopyFlatData[float64](store.GetVariable(path).MustValue())
+		if math.Abs(got[0]-(1-2.5*lr)) > 1e-12 || math.Abs(got[1]-(2-2.5*lr)) > 1e-12 {
+			t.Errorf("%s = %v, want [%g %g] (lr %g)", path, got, 1-2.5*lr, 2-2.5*lr, lr)
+		}
+	}
+}

@@ -7,6 +7,7 @@ package train
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
@@ -31,6 +32,23 @@ type Config struct {
 	// Train lists the scope prefixes whose trainable variables are optimised (e.g. "/student");
 	// empty means every trainable variable the graph uses. Variables outside stay frozen.
 	Train []string
+	// LRMult scales the learning rate of the variables under a scope prefix (the longest
+	// matching prefix wins; 1 elsewhere), as PyTorch's parameter groups or mmseg's lr_mult: e.g.
+	// {"/model/backbone": 0.1} fine-tunes a pre-trained backbone ten times slower than its new
+	// head. Weight decay, applied with the learning rate, scales with it.
+	LRMult map[string]float64
+}
+
+// lrMult is the learning-rate multiplier of a variable path (Config.LRMult).
+func (c Config) lrMult(path string) float64 {
+	mult, best := 1.0, -1
+	for prefix, m := range c.LRMult {
+		p := strings.TrimSuffix(prefix, "/")
+		if (path == p || strings.HasPrefix(path, p+"/")) && len(p) > best {
+			mult, best = m, len(p)
+		}
+	}
+	return mult
 }
 
 // StepVar is the path of the optimiser step counter (int64), saved in checkpoints.
@@ -138,6 +156,35 @@ func (t *Trainer) trained(v *model.Variable, g *Graph) bool {
 	return len(t.cfg.Train) == 0 || underAny(v.Path(), t.cfg.Train)
 }
 
+// applyGroups runs the optimiser on the variables grouped by learning-rate multiplier
+// (Config.LRMult), each group with its scaled rate; one group (and one call) without multipliers.
+func (t *Trainer) applyGroups(scope *model.Scope, vars []*model.Variable, grads []*Node, lr, step *Node) []*Node {
+	if len(t.cfg.LRMult) == 0 {
+		return t.opt.Apply(scope, vars, grads, lr, step)
+	}
+	groups := map[float64][]int{}
+	var mults []float64
+	for i, v := range vars {
+		m := t.cfg.lrMult(v.Path())
+		if _, ok := groups[m]; !ok {
+			mults = append(mults, m)
+		}
+		groups[m] = append(groups[m], i)
+	}
+	out := make([]*Node, len(vars))
+	for _, m := range mults {
+		idx := groups[m]
+		gv, gg := make([]*model.Variable, len(idx)), make([]*Node, len(idx))
+		for j, i := range idx {
+			gv[j], gg[j] = vars[i], grads[i]
+		}
+		for j, nv := range t.opt.Apply(scope, gv, gg, MulScalar(lr, m), step) {
+			out[idx[j]] = nv
+		}
+	}
+	return out
+}
+
 func (t *Trainer) stepGraph(scope *model.Scope, batch []*Node) []*Node {
 	g := batch[0].Graph()
 	store := scope.Store()
@@ -184,7 +231,7 @@ func (t *Trainer) stepGraph(scope *model.Scope, batch []*Node) []*Node {
 	step := stepVar.NodeValue(g) // steps already taken = 0-based index of this one
 	lr := t.cfg.Schedule.Graph(step)
 	next := AddScalar(step, 1)
-	newValues := t.opt.Apply(scope, vars, grads, lr, ConvertDType(next, dtypes.Float64))
+	newValues := t.applyGroups(scope, vars, grads, lr, ConvertDType(next, dtypes.Float64))
 	for i, v := range vars {
 		v.SetNodeValue(newValues[i])
 	}

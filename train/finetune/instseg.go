@@ -74,10 +74,12 @@ func InstsegDefaults() map[string]any {
 		"min_lr":   0.0,
 		"batch":    4, // COCO: 16
 		// lr 0 is detectron2's 0.02 at 16 images scaled linearly to the batch (SGD only).
-		"lr":               0.0,
-		"optimizer":        "sgd",
-		"momentum":         0.9,
-		"weight_decay":     1e-4,
+		"lr":           0.0,
+		"optimizer":    "sgd",
+		"momentum":     0.9,
+		"weight_decay": 1e-4,
+		// backbone_lr_mult scales the backbone's learning rate against the heads' (as semseg).
+		"backbone_lr_mult": 1.0,
 		"clip_norm":        0.0,
 		"label_fraction":   1.0, // label-efficient protocol: fraction of labelled train images ...
 		"label_count":      0,   // ... or their number (> 0 takes precedence)
@@ -283,6 +285,7 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		Schedule:  sched,
 		ClipNorm:  flt("clip_norm"),
 		Train:     []string{"/model"},
+		LRMult:    backboneLRMult(flt("backbone_lr_mult")),
 	}, lossFn)
 	if err != nil {
 		return InstsegResult{}, err

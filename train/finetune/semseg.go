@@ -50,7 +50,10 @@ func SemsegDefaults() map[string]any {
 		"init_scope": "/student/backbone",
 		// freeze_backbone trains the head only, on the backbone's features as they are (BatchNorm
 		// with its running statistics): a probe of what pre-training put into the features.
-		"freeze_backbone":  false,
+		"freeze_backbone": false,
+		// backbone_lr_mult scales the backbone's learning rate (and so its weight decay) against
+		// the new head's, as mmseg's lr_mult: below 1 keeps more of a pre-trained backbone.
+		"backbone_lr_mult": 1.0,
 		"crop":             []int{128, 128},   // training crop (height, width)
 		"scale":            []int{512, 128},   // rescale base (long, short edge), scaled by ratio
 		"ratio":            []float64{0.5, 2}, // random rescale range
@@ -220,6 +223,7 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay")},
 		Schedule:  train.Schedule{Kind: str("schedule"), BaseLR: flt("lr"), MinLR: flt("min_lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
 		Train:     trained,
+		LRMult:    backboneLRMult(flt("backbone_lr_mult")),
 	}, lossFn)
 	if err != nil {
 		return SemsegResult{}, err
@@ -311,4 +315,12 @@ func SemsegOverlays(p SemsegPrediction, palette []color.RGBA, alpha float64) []i
 		out = append(out, viz.Overlay(img, label, w, h, palette, alpha))
 	}
 	return out
+}
+
+// backboneLRMult is the trainer's learning-rate multiplier of the backbone (nil for 1).
+func backboneLRMult(mult float64) map[string]float64 {
+	if mult == 1 {
+		return nil
+	}
+	return map[string]float64{"/model/backbone": mult}
 }

@@ -113,3 +113,50 @@ func TestSemsegFrozenBackbone(t *testing.T) {
 		t.Errorf("%d backbone variables compared, head changed: %v", backboneVars, headChanged)
 	}
 }
+
+// backbone_lr_mult scales the backbone's steps only: with a multiplier of 1e-30 its weights
+// keep their values (the scaled AdamW update is below float32 resolution) while the head
+// trains; with 1 they move.
+func TestSemsegBackboneLRMult(t *testing.T) {
+	data := tinyScenes(t)
+	first, err := Semseg(backend.Go(), semsegStore(t, data, "steps=1"), t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := model.NewStore()
+	if _, err := train.Restore(before, first.Checkpoint); err != nil {
+		t.Fatal(err)
+	}
+	for _, mult := range []string{"1e-30", "1"} {
+		store := semsegStore(t, data, "init="+first.Checkpoint, "init_scope=/model/backbone", "backbone_lr_mult="+mult, "steps=2")
+		res, err := Semseg(backend.Go(), store, t.TempDir(), io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := model.NewStore()
+		if _, err := train.Restore(after, res.Checkpoint); err != nil {
+			t.Fatal(err)
+		}
+		backboneMoved, headMoved := 0, false
+		for v := range after.IterVariables() {
+			old := before.GetVariable(v.Path())
+			if old == nil || !strings.HasPrefix(v.Path(), "/model/") || strings.Contains(v.Path(), "running_") {
+				continue
+			}
+			changed := !slices.Equal(tensors.MustCopyFlatData[float32](old.MustValue()), tensors.MustCopyFlatData[float32](v.MustValue()))
+			if strings.HasPrefix(v.Path(), "/model/backbone/") {
+				if changed {
+					backboneMoved++
+				}
+			} else if changed {
+				headMoved = true
+			}
+		}
+		if !headMoved {
+			t.Errorf("backbone_lr_mult=%s: the head did not train", mult)
+		}
+		if (mult == "1") != (backboneMoved > 0) {
+			t.Errorf("backbone_lr_mult=%s: %d backbone weights moved", mult, backboneMoved)
+		}
+	}
+}
