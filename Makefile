@@ -16,6 +16,7 @@ help:
 	@echo "make bench              training steps (ResNet-18, ADM teacher, distillation): GoMLX vs PyTorch, side by side"
 	@echo "make lint               gofmt + go vet"
 	@echo "make camvid CAMVID=dir  the CamVid in-domain experiment (teacher, distillation, 4 fine-tunings)"
+	@echo "make camvid-campaign CAMVID=dir  issue #11's campaign: DT vs random, MoCo v2, BYOL; 12/37/367 labels x 3 seeds (resumable)"
 	@echo "make pretrain-imagenet  the paper's ImageNet pre-training of ResNet-50 (IMAGENET=dir, GPU; DRY_RUN=1: the plan)"
 	@echo "make overfit-maskrcnn   Mask R-CNN over-fits 8 scenes: box and mask AP >= 0.7 (OVERFIT_SEEDS=0,1,2)"
 
@@ -83,6 +84,16 @@ camvid: build
 			--set label_fraction=$$frac --out $(OUT)/camvid/$$init-$$frac || exit 1; \
 	done; done
 	./$(BIN) eval --results "$(OUT)/camvid/random-1.0,$(OUT)/camvid/dt-1.0,$(OUT)/camvid/random-0.1,$(OUT)/camvid/dt-0.1"
+
+# The CamVid campaign of issue #11 (scripts/camvid_campaign.sh: teacher, distillation, MoCo v2 and
+# BYOL, 36 fine-tunings, test predictions, the mean ± std table): many hours on 2 CPU cores, and
+# resumable: rerun the same command after a stop. CAMPAIGN_STAGES picks stages (default: all).
+CAMPAIGN_OUT ?= $(HOME)/runs/camvid
+CAMPAIGN_STAGES ?=
+.PHONY: camvid-campaign
+camvid-campaign: build
+	@test -n "$(CAMVID)" || { echo "camvid-campaign: set CAMVID=/path/to/camvid" >&2; exit 2; }
+	CAMVID=$(CAMVID) OUT=$(CAMPAIGN_OUT) BIN=$(BIN) bash scripts/camvid_campaign.sh $(CAMPAIGN_STAGES)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The CamVid campaign (issue #11, docs/RESULTS.md): DreamTeacher against random initialisation
+# and the self-supervised baselines, with few and all labels, three seeds per cell.
+#
+#   CAMVID=/path/to/camvid OUT=$HOME/runs/camvid bash scripts/camvid_campaign.sh [stage ...]
+#   make camvid-campaign CAMVID=/path/to/camvid CAMPAIGN_OUT=$HOME/runs/camvid
+#
+# Stages, in order (default: all): teacher distill mocov2 byol finetune predict table.
+#   teacher   pretrain-diffusion --config camvid_teacher, TEACHER_STEPS steps (default 6000)
+#   distill   distill --config camvid_distill from that teacher, DISTILL_STEPS steps (default 600)
+#   mocov2    pretrain-ssl --method mocov2 --config camvid_mocov2 (the distillation's budget)
+#   byol      pretrain-ssl --method byol --config camvid_byol (the same budget)
+#   finetune  finetune --task semseg --config camvid_finetune for every INITS x LABELS x SEEDS,
+#             into OUT/<init>-<labels>-s<seed> (seed: the labelled subset, the data order and the
+#             head's initialisation); pre-trained backbones at BACKBONE_LR_MULT (default 1) of
+#             the head's learning rate
+#   predict   predict on the test split (CamVid's test.txt: images without labels) into
+#             PRED/<init>-<labels>-s<seed>/ (default docs/results/camvid/test)
+#   table     eval --results OUT/*-*-s* --layout paper (mean ± std over seeds, on val)
+#
+# Everything is resumable: a run with a result.json is skipped, an unfinished one resumes from its
+# last checkpoint (stop it at any time; a later session reruns the same command). OUT should lie
+# outside the repository: checkpoints are large. Tune on val only; the test split is scored
+# independently.
+set -euo pipefail
+
+: "${CAMVID:?set CAMVID=/path/to/camvid (SegNet layout: train/, trainannot/, val/, valannot/, test/, *.txt)}"
+OUT=${OUT:-$HOME/runs/camvid}
+BIN=${BIN:-bin/dreamteacher}
+TEACHER_STEPS=${TEACHER_STEPS:-6000}
+DISTILL_STEPS=${DISTILL_STEPS:-600}
+INITS=${INITS:-random mocov2 byol dt}
+LABELS=${LABELS:-12 37 367}
+SEEDS=${SEEDS:-0 1 2}
+BACKBONE_LR_MULT=${BACKBONE_LR_MULT:-1}
+PRED=${PRED:-docs/results/camvid/test}
+STAGES=${*:-teacher distill mocov2 byol finetune predict table}
+
+[ -d "$CAMVID" ] || { echo "camvid_campaign: CAMVID=$CAMVID is not a folder" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "camvid_campaign: $BIN is missing: run make build first (or set BIN)" >&2; exit 2; }
+mkdir -p "$OUT"
+log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+
+# done_run DIR: the run finished (it wrote its result.json).
+done_run() { [ -f "$1/result.json" ]; }
+
+# latest DIR: the newest checkpoint of a run.
+latest() { ls "$1"/ckpt-*.safetensors 2>/dev/null | tail -1; }
+
+# init_of INIT: the --set init value of a pre-training name.
+init_of() {
+	case $1 in
+	random) echo random ;;
+	dt) latest "$OUT/distill" ;;
+	*) latest "$OUT/$1" ;;
+	esac
+}
+
+for stage in $STAGES; do
+	case $stage in
+	teacher)
+		done_run "$OUT/teacher" || { log "teacher ($TEACHER_STEPS steps)"
+			"$BIN" pretrain-diffusion --config camvid_teacher --set data="$CAMVID" --set steps="$TEACHER_STEPS" \
+				--set checkpoint_every=200 --out "$OUT/teacher"; } ;;
+	distill)
+		done_run "$OUT/distill" || { log "distill ($DISTILL_STEPS steps)"
+			"$BIN" distill --config camvid_distill --set data="$CAMVID" --set teacher="$OUT/teacher" \
+				--set steps="$DISTILL_STEPS" --set checkpoint_every=100 --out "$OUT/distill"; } ;;
+	mocov2 | byol)
+		done_run "$OUT/$stage" || { log "$stage"
+			"$BIN" pretrain-ssl --method "$stage" --config "camvid_$stage" --set data="$CAMVID" \
+				--set checkpoint_every=100 --out "$OUT/$stage"; } ;;
+	finetune)
+		for seed in $SEEDS; do for labels in $LABELS; do for init in $INITS; do
+			run="$OUT/$init-$labels-s$seed"
+			done_run "$run" && continue
+			src=$(init_of "$init")
+			[ -n "$src" ] || { echo "camvid_campaign: no checkpoint for init $init: run its stage first" >&2; exit 1; }
+			mult=1
+			[ "$init" = random ] || mult=$BACKBONE_LR_MULT
+			log "finetune $init, $labels labels, seed $seed"
+			"$BIN" finetune --task semseg --config camvid_finetune --set data="$CAMVID" --set init="$src" \
+				--set label_count="$labels" --set seed="$seed" --set backbone_lr_mult="$mult" \
+				--set checkpoint_every=100 --set overlays=0 --out "$run"
+		done; done; done ;;
+	predict)
+		want=$(grep -c . "$CAMVID/test.txt")
+		for run in "$OUT"/*-*-s*; do
+			[ -f "$run/result.json" ] || continue
+			dst="$PRED/$(basename "$run")"
+			[ "$(ls "$dst" 2>/dev/null | grep -c '\.png$')" = "$want" ] && continue
+			log "predict $(basename "$run") -> $dst"
+			"$BIN" predict --checkpoint "$run" --images "$CAMVID/test.txt" --out "$dst"
+		done ;;
+	table)
+		"$BIN" eval --results "$OUT/*-*-s*" --layout paper ;;
+	*)
+		echo "camvid_campaign: unknown stage $stage (teacher distill mocov2 byol finetune predict table)" >&2
+		exit 2 ;;
+	esac
+done
