@@ -49,6 +49,19 @@ func avx512GemmKernel6x64Multi(a unsafe.Pointer, rsA, csA uintptr, b unsafe.Poin
 //go:noescape
 func avx512GemmKernel6x64Segs(aPtrs unsafe.Pointer, numSegs, segLen int, rsA, csA uintptr, b unsafe.Pointer, c unsafe.Pointer, ldc uintptr, accumulate bool, numTiles int, aTileStride uintptr)
 
+// avx512GemmKernel6x32, avx512GemmKernel6x32Multi and avx512GemmKernel6x32Segs (patch 19) are the
+// kernels above for 6x32 tiles: B strips of 32 columns ([kc][32]), for products with at most 32
+// columns (a 6x64 tile would multiply half zeros).
+//
+//go:noescape
+func avx512GemmKernel6x32(a unsafe.Pointer, rsA, csA uintptr, b unsafe.Pointer, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, pf unsafe.Pointer)
+
+//go:noescape
+func avx512GemmKernel6x32Multi(a unsafe.Pointer, rsA, csA uintptr, b unsafe.Pointer, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, numTiles int, aTileStride uintptr)
+
+//go:noescape
+func avx512GemmKernel6x32Segs(aPtrs unsafe.Pointer, numSegs, segLen int, rsA, csA uintptr, b unsafe.Pointer, c unsafe.Pointer, ldc uintptr, accumulate bool, numTiles int, aTileStride uintptr)
+
 // avx512Transpose16x16 is implemented in avx512_gemm_amd64.s.
 //
 //go:noescape
@@ -57,7 +70,21 @@ func avx512Transpose16x16(src unsafe.Pointer, srcStride uintptr, dst unsafe.Poin
 const (
 	gemmMR = 6  // Rows of the micro-kernel tile.
 	gemmNR = 64 // Columns of the micro-kernel tile (4 ZMM registers).
+	// gemmNRNarrow is the tile width of the narrow kernels (2 ZMM registers), used when C has at
+	// most that many columns.
+	gemmNRNarrow = 32
 )
+
+// UseNarrowGemm selects the 6x32 kernels for products with at most 32 columns (patch 19).
+var UseNarrowGemm = gobackend.DTPatchesEnabled && !gobackend.DTPatchDisabled("narrow")
+
+// gemmStripWidth is the width of the B strips (and C tiles) of a product with N columns.
+func gemmStripWidth(N int) int {
+	if UseNarrowGemm && N <= gemmNRNarrow {
+		return gemmNRNarrow
+	}
+	return gemmNR
+}
 
 // GemmKcMax is the largest k-block (contracting panel) of the AVX-512 float32 GEMM: one packed
 // strip of B is GemmKcMax*64*4 bytes and should stay in L1. Exposed for tuning.
@@ -300,16 +327,18 @@ func gemmBatches(backend *gobackend.Backend, workers int, lhs, rhs, output []flo
 }
 
 // gemmPackedB is B packed for the micro-kernel: for each k-block p (rows kStart[p]..kStart[p+1]),
-// numStrips strips of [kc][64] floats; block p starts at kStart[p]*numStrips*64.
+// numStrips strips of [kc][width] floats (width 64, or 32 for the narrow kernels); block p starts
+// at kStart[p]*numStrips*width.
 type gemmPackedB struct {
 	data      []float32
 	kStarts   []int
 	numStrips int
+	width     int
 }
 
 func (pb *gemmPackedB) strip(p, s int) unsafe.Pointer {
 	k0, kc := pb.kStarts[p], pb.kStarts[p+1]-pb.kStarts[p]
-	return unsafe.Pointer(&pb.data[k0*pb.numStrips*gemmNR+s*kc*gemmNR])
+	return unsafe.Pointer(&pb.data[k0*pb.numStrips*pb.width+s*kc*pb.width])
 }
 
 // gemmKBlocks splits K into blocks of equal size (at most GemmKcMax), or (align > 1) into blocks
@@ -359,9 +388,10 @@ func gemmParallel(backend *gobackend.Backend, workers int, a, b gemmMatrix, c un
 	}
 	kStarts := gemmKBlocks(K, gemmKAlign(a, b))
 	numKBlocks := len(kStarts) - 1
-	numStrips := (N + gemmNR - 1) / gemmNR
-	pb := &gemmPackedB{kStarts: kStarts, numStrips: numStrips}
-	packedLen := K * numStrips * gemmNR
+	width := gemmStripWidth(N)
+	numStrips := (N + width - 1) / width
+	pb := &gemmPackedB{kStarts: kStarts, numStrips: numStrips, width: width}
+	packedLen := K * numStrips * width
 	var packedRef *gobackend.Buffer
 	if backend != nil {
 		var ok bool
@@ -377,7 +407,7 @@ func gemmParallel(backend *gobackend.Backend, workers int, a, b gemmMatrix, c un
 	// Pack B, in parallel over (k-block, strip).
 	runParallel(backend, workers, numKBlocks*numStrips, func(task int) {
 		p, s := task/numStrips, task%numStrips
-		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*gemmNR, min(gemmNR, N-s*gemmNR), pb.strip(p, s))
+		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*width, min(width, N-s*width), pb.strip(p, s), width)
 	})
 
 	// Compute, in parallel over chunks of rows.
@@ -470,15 +500,15 @@ func gemmRows(a gemmMatrix, pb *gemmPackedB, c unsafe.Pointer, ldc int, r0, r1, 
 				rows := min(gemmMR, numRows-i)
 				tA := func(_ int, peek bool) gemmTile { return tileA(t, peek) }
 				for s := range pb.numStrips {
-					j0 := s * gemmNR
-					gemmTilesStrip(tA, 1, rows, pb.strip(p, s), unsafe.Add(c, ((r0+i)*ldc+j0)*4), ldc, min(gemmNR, N-j0), kc, accumulate)
+					j0 := s * pb.width
+					gemmTilesStrip(tA, 1, rows, pb.strip(p, s), unsafe.Add(c, ((r0+i)*ldc+j0)*4), ldc, min(pb.width, N-j0), pb.width, kc, accumulate)
 				}
 			}
 			continue
 		}
 		for s := range pb.numStrips {
-			j0 := s * gemmNR
-			gemmTilesStrip(tileA, numTiles, numRows, pb.strip(p, s), unsafe.Add(c, (r0*ldc+j0)*4), ldc, min(gemmNR, N-j0), kc, accumulate)
+			j0 := s * pb.width
+			gemmTilesStrip(tileA, numTiles, numRows, pb.strip(p, s), unsafe.Add(c, (r0*ldc+j0)*4), ldc, min(pb.width, N-j0), pb.width, kc, accumulate)
 		}
 	}
 	runtime.KeepAlive(pb)
@@ -506,57 +536,74 @@ const gemmMaxSegs = 32
 // preparing the tile.
 type gemmTileFn func(t int, peek bool) gemmTile
 
-// kernel runs the micro-kernel on the tile.
-func (tl gemmTile) kernel(b, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, pf unsafe.Pointer) {
-	if tl.segs != nil {
+// kernel runs the micro-kernel of the strip width (64 or 32) on the tile.
+func (tl gemmTile) kernel(width int, b, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, pf unsafe.Pointer) {
+	narrow := width == gemmNRNarrow
+	switch {
+	case tl.segs != nil && narrow:
+		avx512GemmKernel6x32Segs(unsafe.Pointer(&tl.segs[0]), tl.numSegs, tl.segLen, tl.rs, tl.cs, b, c, ldc, accumulate, 1, 0)
+	case tl.segs != nil:
 		avx512GemmKernel6x64Segs(unsafe.Pointer(&tl.segs[0]), tl.numSegs, tl.segLen, tl.rs, tl.cs, b, c, ldc, accumulate, 1, 0)
-		return
+	case narrow:
+		avx512GemmKernel6x32(tl.ptr, tl.rs, tl.cs, b, c, ldc, kc, accumulate, pf)
+	default:
+		avx512GemmKernel6x64(tl.ptr, tl.rs, tl.cs, b, c, ldc, kc, accumulate, pf)
 	}
-	avx512GemmKernel6x64(tl.ptr, tl.rs, tl.cs, b, c, ldc, kc, accumulate, pf)
 }
 
-// gemmTilesStrip computes C[0:numRows, 0:nr] (+)= A·Bstrip for the tiles of A given by tileA.
+// gemmTilesStrip computes C[0:numRows, 0:nr] (+)= A·Bstrip for the tiles of A given by tileA, with
+// the kernels of the strip width (64, or 32: the narrow kernels).
 func gemmTilesStrip(tileA gemmTileFn, numTiles, numRows int,
-	bStrip, c unsafe.Pointer, ldc, nr, kc int, accumulate bool) {
+	bStrip, c unsafe.Pointer, ldc, nr, width, kc int, accumulate bool) {
 	var cEdge [gemmMR * gemmNR]float32
 	ldcBytes := uintptr(ldc * 4)
+	narrow := width == gemmNRNarrow
 	for t := 0; t < numTiles; t++ {
 		i := t * gemmMR
 		mr := min(gemmMR, numRows-i)
 		cTile := unsafe.Add(c, i*ldc*4)
 		tile := tileA(t, false)
-		if tile.regular && nr == gemmNR {
+		if tile.regular && nr == width {
 			if tile.segs != nil {
 				// A run of tiles of a virtual patch matrix in one call.
 				n := min(tile.runTiles, numRows/gemmMR-t)
 				if n > 0 {
-					avx512GemmKernel6x64Segs(unsafe.Pointer(&tile.segs[0]), tile.numSegs, tile.segLen, tile.rs, tile.cs, bStrip, cTile,
-						ldcBytes, accumulate, n, tile.tileStride)
+					if narrow {
+						avx512GemmKernel6x32Segs(unsafe.Pointer(&tile.segs[0]), tile.numSegs, tile.segLen, tile.rs, tile.cs, bStrip, cTile,
+							ldcBytes, accumulate, n, tile.tileStride)
+					} else {
+						avx512GemmKernel6x64Segs(unsafe.Pointer(&tile.segs[0]), tile.numSegs, tile.segLen, tile.rs, tile.cs, bStrip, cTile,
+							ldcBytes, accumulate, n, tile.tileStride)
+					}
 					t += n - 1
 					continue
 				}
 			} else if n := numRows/gemmMR - t; n > 0 {
 				// All the remaining full tiles in one call.
-				avx512GemmKernel6x64Multi(tile.ptr, tile.rs, tile.cs, bStrip, cTile, ldcBytes, kc, accumulate, n, tile.tileStride)
+				if narrow {
+					avx512GemmKernel6x32Multi(tile.ptr, tile.rs, tile.cs, bStrip, cTile, ldcBytes, kc, accumulate, n, tile.tileStride)
+				} else {
+					avx512GemmKernel6x64Multi(tile.ptr, tile.rs, tile.cs, bStrip, cTile, ldcBytes, kc, accumulate, n, tile.tileStride)
+				}
 				t += n - 1
 				continue
 			}
 		}
-		if mr == gemmMR && nr == gemmNR {
+		if mr == gemmMR && nr == width {
 			pf := tile.ptr
 			if t+2 < numTiles {
 				if next := tileA(t+1, true); next.ptr != nil {
 					pf = next.ptr
 				}
 			}
-			tile.kernel(bStrip, cTile, ldcBytes, kc, accumulate, pf)
+			tile.kernel(width, bStrip, cTile, ldcBytes, kc, accumulate, pf)
 			continue
 		}
-		// Edge tile: partial rows and/or columns, through cEdge.
-		tile.kernel(bStrip, unsafe.Pointer(&cEdge[0]), gemmNR*4, kc, false, tile.ptr)
+		// Edge tile: partial rows and/or columns, through cEdge (rows of width).
+		tile.kernel(width, bStrip, unsafe.Pointer(&cEdge[0]), uintptr(width*4), kc, false, tile.ptr)
 		for ii := range mr {
 			row := unsafe.Slice((*float32)(unsafe.Add(cTile, ii*ldc*4)), nr)
-			src := cEdge[ii*gemmNR : ii*gemmNR+nr]
+			src := cEdge[ii*width : ii*width+nr]
 			if accumulate {
 				for j, v := range src {
 					row[j] += v
@@ -720,7 +767,7 @@ func gemmSplitK(backend *gobackend.Backend, workers int, a, b gemmMatrix, c unsa
 			k0 := kb * kc
 			kcb := min(kc, K-k0)
 			for s := range numStrips {
-				gemmPackBStrip(b, k0, kcb, s*gemmNR, min(gemmNR, N-s*gemmNR), unsafe.Pointer(&bStrips[s*kcb*gemmNR]))
+				gemmPackBStrip(b, k0, kcb, s*gemmNR, min(gemmNR, N-s*gemmNR), unsafe.Pointer(&bStrips[s*kcb*gemmNR]), gemmNR)
 			}
 			gemmPackATiles(a, 0, M, k0, kcb, aTiles)
 			tileA := func(t int, _ bool) gemmTile {
@@ -730,7 +777,7 @@ func gemmSplitK(backend *gobackend.Backend, workers int, a, b gemmMatrix, c unsa
 			for s := range numStrips {
 				j0 := s * gemmNR
 				gemmTilesStrip(tileA, numTiles, M, unsafe.Pointer(&bStrips[s*kcb*gemmNR]), unsafe.Add(cSeg, j0*4), ldcSeg,
-					min(gemmNR, N-j0), kcb, kb > kb0)
+					min(gemmNR, N-j0), gemmNR, kcb, kb > kb0)
 			}
 		}
 		runtime.KeepAlive(aTiles)
@@ -778,9 +825,10 @@ func gemmCopyEdgeRows(a gemmMatrix, i0, mr, k0, kc int, dst []float32) {
 	}
 }
 
-// gemmPackBStrip packs B[k0:k0+kc, j0:j0+nr] into dst as [kc][64], zero-padding columns nr..63.
-func gemmPackBStrip(b gemmMatrix, k0, kc, j0, nr int, dst unsafe.Pointer) {
-	out := unsafe.Slice((*float32)(dst), kc*gemmNR)
+// gemmPackBStrip packs B[k0:k0+kc, j0:j0+nr] into dst as [kc][width] (width 64, or 32 for the
+// narrow kernels), zero-padding columns nr..width-1.
+func gemmPackBStrip(b gemmMatrix, k0, kc, j0, nr int, dst unsafe.Pointer, width int) {
+	out := unsafe.Slice((*float32)(dst), kc*width)
 	switch {
 	case b.v != nil && !b.vt:
 		// Rows of a virtual patch matrix: each row of the strip is one contiguous run per tap it
@@ -797,20 +845,20 @@ func gemmPackBStrip(b gemmMatrix, k0, kc, j0, nr int, dst unsafe.Pointer) {
 		src := unsafe.Slice((*float32)(v.src), v.n*v.h*v.w*v.c)
 		it := v.rows(k0)
 		for k := range kc {
-			row := out[k*gemmNR : (k+1)*gemmNR]
+			row := out[k*width : (k+1)*width]
 			for _, r := range runs {
 				copy(row[r.j:r.j+r.n], src[it.base+r.off:it.base+r.off+r.n])
 			}
-			if nr < gemmNR {
+			if nr < width {
 				clear(row[nr:])
 			}
 			it.next()
 		}
 	case b.rowMajor() && b.rowRun(k0, j0) >= nr:
 		for k := range kc {
-			row := out[k*gemmNR : (k+1)*gemmNR]
+			row := out[k*width : (k+1)*width]
 			copy(row, unsafe.Slice((*float32)(b.at(k0+k, j0)), nr))
-			if nr < gemmNR {
+			if nr < width {
 				clear(row[nr:])
 			}
 		}
@@ -821,33 +869,33 @@ func gemmPackBStrip(b gemmMatrix, k0, kc, j0, nr int, dst unsafe.Pointer) {
 		kFull := kc / 16 * 16
 		for jj := 0; jj < jFull; jj += 16 {
 			for kk := 0; kk < kFull; kk += 16 {
-				avx512Transpose16x16(b.at(k0+kk, j0+jj), srcStride, unsafe.Pointer(&out[kk*gemmNR+jj]), gemmNR*4)
+				avx512Transpose16x16(b.at(k0+kk, j0+jj), srcStride, unsafe.Pointer(&out[kk*width+jj]), uintptr(width*4))
 			}
 			for k := kFull; k < kc; k++ {
 				for j := jj; j < jj+16; j++ {
-					out[k*gemmNR+j] = *(*float32)(b.at(k0+k, j0+j))
+					out[k*width+j] = *(*float32)(b.at(k0+k, j0+j))
 				}
 			}
 		}
-		for j := jFull; j < gemmNR; j++ {
+		for j := jFull; j < width; j++ {
 			if j >= nr {
 				for k := range kc {
-					out[k*gemmNR+j] = 0
+					out[k*width+j] = 0
 				}
 				continue
 			}
 			col := unsafe.Slice((*float32)(b.at(k0, j0+j)), (kc-1)*b.rs+1)
 			for k := range kc {
-				out[k*gemmNR+j] = col[k]
+				out[k*width+j] = col[k]
 			}
 		}
 	default:
 		for k := range kc {
-			for j := range gemmNR {
+			for j := range width {
 				if j < nr {
-					out[k*gemmNR+j] = *(*float32)(b.at(k0+k, j0+j))
+					out[k*width+j] = *(*float32)(b.at(k0+k, j0+j))
 				} else {
-					out[k*gemmNR+j] = 0
+					out[k*width+j] = 0
 				}
 			}
 		}
@@ -923,9 +971,10 @@ func gemmRelease(s []float32) {
 // accumulates into directly (the C tile of 6 consecutive output pixels and 64 channels of one tap
 // is a strided block of the slab), then the window is copied to the output.
 //
-// With fewer channels than a strip (C = 16 or 32: a strip of 64 columns then holds several taps,
-// and the last strip may be partial), each tile goes through a 6x64 scratch whose pieces of C
-// channels are added into the slab at their taps' positions.
+// Channels that are a multiple of 32 but not of 64 (adm_camvid's 32, 96) use strips of 32 columns
+// and the narrow kernels, so that a strip stays within one tap. With 16 channels a strip of 64
+// columns holds four taps: each tile goes through a 6x64 scratch whose pieces of C channels are
+// added into the slab at their taps' positions.
 func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rhsTransposed bool, M, N, K int, spec *dot.Col2ImSpec) {
 	workers := 1
 	if backend != nil {
@@ -943,14 +992,24 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 	// Pack all of B (shared by the images).
 	kStarts := gemmKBlocks(K, 1)
 	numKBlocks := len(kStarts) - 1
-	numStrips := (N + gemmNR - 1) / gemmNR
-	pb := &gemmPackedB{kStarts: kStarts, numStrips: numStrips}
-	pb.data = gemmScratch(K * numStrips * gemmNR)
+	// Strips within one tap: 64 columns when the channels are a multiple of 64, else 32 (the
+	// narrow kernels) when they are a multiple of 32; 16 channels: strips of 64 over 4 taps.
+	width := gemmNR
+	if c%gemmNR != 0 && c%gemmNRNarrow == 0 && UseNarrowGemm {
+		width = gemmNRNarrow
+	}
+	numStrips := (N + width - 1) / width
+	pb := &gemmPackedB{kStarts: kStarts, numStrips: numStrips, width: width}
+	pb.data = gemmScratch(K * numStrips * width)
 	defer gemmRelease(pb.data)
 	runParallel(backend, workers, numKBlocks*numStrips, func(task int) {
 		p, s := task/numStrips, task%numStrips
-		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*gemmNR, min(gemmNR, N-s*gemmNR), pb.strip(p, s))
+		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*width, min(width, N-s*width), pb.strip(p, s), width)
 	})
+	kernel, kernelMulti := avx512GemmKernel6x64, avx512GemmKernel6x64Multi
+	if width == gemmNRNarrow {
+		kernel, kernelMulti = avx512GemmKernel6x32, avx512GemmKernel6x32Multi
+	}
 
 	fullH, fullW := spec.FullH, spec.FullW
 	slabLen := fullH * fullW * c
@@ -968,11 +1027,11 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 			k0 := kStarts[p]
 			kc := kStarts[p+1] - k0
 			for s := range numStrips {
-				j0 := s * gemmNR
+				j0 := s * width
 				bStrip := pb.strip(p, s)
 				for y := range spec.Ho {
 					m0 := (img*spec.Ho + y) * spec.Wo
-					if c < gemmNR {
+					if c%width != 0 {
 						// Several taps per strip: tile by tile through cEdge.
 						for x0 := 0; x0 < spec.Wo; x0 += gemmMR {
 							mr := min(gemmMR, spec.Wo-x0)
@@ -998,16 +1057,16 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 					// C element (x, ch) of this row and strip is at slab[(slabRow + x*SX + tap[1])*c + c0 + ch].
 					if fullTiles > 0 {
 						cPtr := unsafe.Pointer(&slab[(slabRow+tap[1])*c+c0])
-						avx512GemmKernel6x64Multi(a.at(m0, k0), rsBytes, 4, bStrip, cPtr, ldc, kc, true, fullTiles, gemmMR*rsBytes)
+						kernelMulti(a.at(m0, k0), rsBytes, 4, bStrip, cPtr, ldc, kc, true, fullTiles, gemmMR*rsBytes)
 					}
 					if rem > 0 {
 						x0 := fullTiles * gemmMR
 						gemmCopyEdgeRows(a, m0+x0, rem, k0, kc, aEdge)
-						avx512GemmKernel6x64(unsafe.Pointer(&aEdge[0]), uintptr(kc*4), 4, bStrip, unsafe.Pointer(&cEdge[0]), gemmNR*4, kc, false,
+						kernel(unsafe.Pointer(&aEdge[0]), uintptr(kc*4), 4, bStrip, unsafe.Pointer(&cEdge[0]), uintptr(width*4), kc, false,
 							unsafe.Pointer(&aEdge[0]))
 						for r := range rem {
 							off := (slabRow+(x0+r)*spec.SX+tap[1])*c + c0
-							gemmAddInto(slab[off:off+gemmNR], cEdge[r*gemmNR:(r+1)*gemmNR])
+							gemmAddInto(slab[off:off+width], cEdge[r*width:(r+1)*width])
 						}
 					}
 				}
@@ -1026,8 +1085,11 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 }
 
 // GemmCol2ImChannelsOK reports whether avx512GemmCol2Im handles convolutions with c channels:
-// multiples of a strip (64), or 16 and 32 (whole taps per strip, added through a scratch tile).
-func GemmCol2ImChannelsOK(c int) bool { return c > 0 && (c%gemmNR == 0 || c == 16 || c == 32) }
+// multiples of 64, or of 32 with the narrow kernels (strips within one tap, accumulated into the
+// slab directly), or 16 and 32 (whole taps per strip, added through a scratch tile).
+func GemmCol2ImChannelsOK(c int) bool {
+	return c > 0 && (c%gemmNR == 0 || (gemmNR%c == 0 && c%16 == 0) || (UseNarrowGemm && c%gemmNRNarrow == 0))
+}
 
 // gemmAddInto adds src to dst (same length, a multiple of 16).
 func gemmAddInto(dst, src []float32) {

@@ -99,7 +99,7 @@ func TestAVX512Gemm(t *testing.T) {
 			for _, lhsColMajor := range []bool{false, true} {
 				for _, rhsTransposed := range []bool{false, true} {
 					for _, M := range []int{1, 5, 6, 7, 13, 64, 97} {
-						for _, N := range []int{1, 10, 16, 17, 63, 64, 65, 130} {
+						for _, N := range []int{1, 10, 16, 17, 32, 33, 63, 64, 65, 130} { // <= 32: the narrow kernels
 							for _, K := range []int{1, 3, 16, 17, 40, 300} {
 								name := fmt.Sprintf("kc%d/par%v/%v/%v/%dx%dx%d", kcMax, be != nil, lhsColMajor, rhsTransposed, M, N, K)
 								t.Run(name, func(t *testing.T) {
@@ -219,13 +219,19 @@ func TestAVX512GemmVirtual(t *testing.T) {
 				}
 			}
 		}
+		// Forward: P·W, P as a row-major lhs; 32 and 20 outputs take the narrow kernels, checked
+		// against the materialized patches through the 6x64 ones.
+		for _, nOut := range []int{70, 32, 20} {
+			wts := other(cols * nOut)
+			want, got := make([]float32, rows*nOut), make([]float32, rows*nOut)
+			UseNarrowGemm = false
+			avx512GemmFloat32(backend, patches, wts, want, false, false, 1, rows, nOut, cols)
+			UseNarrowGemm = true
+			avx512GemmFloat32V(backend, src, wts, got, false, false, spec, nil, 1, rows, nOut, cols)
+			check(fmt.Sprintf("lhs=P, %d outputs", nOut), want, got)
+		}
 		const nOut = 70
-		// Forward: P·W, P as a row-major lhs.
-		wts := other(cols * nOut)
-		want, got := make([]float32, rows*nOut), make([]float32, rows*nOut)
-		avx512GemmFloat32(backend, patches, wts, want, false, false, 1, rows, nOut, cols)
-		avx512GemmFloat32V(backend, src, wts, got, false, false, spec, nil, 1, rows, nOut, cols)
-		check("lhs=P", want, got)
+		var want, got []float32
 		// Weight gradient: dYᵀ·P, dY column-major lhs [rows, nOut], P as a rhs [rows, cols].
 		dy := other(rows * nOut)
 		want, got = make([]float32, nOut*cols), make([]float32, nOut*cols)
@@ -255,53 +261,62 @@ func TestAVX512GemmCol2Im(t *testing.T) {
 	backend := compute.MustNew().(*gobackend.Backend)
 	defer backend.Finalize()
 	rng := rand.New(rand.NewPCG(13, 14))
-	for _, cfg := range [][6]int{{2, 8, 8, 64, 1, 64}, {2, 7, 9, 128, 2, 40}, {3, 5, 13, 64, 1, 600}, {1, 6, 6, 64, 2, 300},
-		// 32 and 16 channels: several taps per strip, a partial last strip (9*32 = 4.5 strips).
-		{2, 5, 13, 32, 1, 32}, {1, 4, 9, 32, 2, 300}, {2, 3, 16, 16, 1, 48}} {
-		n, ho, wo, c, s, k := cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5]
-		var taps [][2]int
-		for dy := range 3 {
-			for dx := range 3 {
-				taps = append(taps, [2]int{dy, dx})
+	// With the narrow kernels (32 and 96 channels: strips of 32 within a tap) and without them
+	// (32 channels through the scratch tile).
+	defer func(saved bool) { UseNarrowGemm = saved }(UseNarrowGemm)
+	for _, narrow := range []bool{true, false} {
+		UseNarrowGemm = narrow
+		for _, cfg := range [][6]int{{2, 8, 8, 64, 1, 64}, {2, 7, 9, 128, 2, 40}, {3, 5, 13, 64, 1, 600}, {1, 6, 6, 64, 2, 300},
+			// 32 and 16 channels: several taps per strip, a partial last strip (9*32 = 4.5 strips).
+			{2, 5, 13, 32, 1, 32}, {1, 4, 9, 32, 2, 300}, {2, 3, 16, 16, 1, 48}, {1, 5, 14, 96, 1, 40}} {
+			n, ho, wo, c, s, k := cfg[0], cfg[1], cfg[2], cfg[3], cfg[4], cfg[5]
+			if !GemmCol2ImChannelsOK(c) {
+				continue
 			}
-		}
-		fullH, fullW := (ho-1)*s+3, (wo-1)*s+3
-		spec := &dot.Col2ImSpec{N: n, Ho: ho, Wo: wo, C: c, SY: s, SX: s, Taps: taps, FullH: fullH, FullW: fullW,
-			WinY: 1, WinX: 1, OutH: fullH - 2, OutW: fullW - 2}
-		M, N := n*ho*wo, len(taps)*c
-		for _, rhsT := range []bool{false, true} {
-			lhs := make([]float32, M*k)
-			rhs := make([]float32, k*N)
-			for i := range lhs {
-				lhs[i] = float32(rng.NormFloat64())
-			}
-			for i := range rhs {
-				rhs[i] = float32(rng.NormFloat64())
-			}
-			dp := make([]float32, M*N)
-			avx512GemmFloat32(backend, lhs, rhs, dp, false, rhsT, 1, M, N, k)
-			full := make([]float32, n*fullH*fullW*c)
-			for m := range M {
-				x, y, b := m%wo, (m/wo)%ho, m/(wo*ho)
-				for ti, tp := range taps {
-					for ch := range c {
-						full[((b*fullH+y*s+tp[0])*fullW+x*s+tp[1])*c+ch] += dp[m*N+ti*c+ch]
-					}
+			var taps [][2]int
+			for dy := range 3 {
+				for dx := range 3 {
+					taps = append(taps, [2]int{dy, dx})
 				}
 			}
-			want := make([]float32, n*spec.OutH*spec.OutW*c)
-			for b := range n {
-				for y := range spec.OutH {
-					for x := range spec.OutW {
-						copy(want[((b*spec.OutH+y)*spec.OutW+x)*c:][:c], full[((b*fullH+y+1)*fullW+x+1)*c:])
+			fullH, fullW := (ho-1)*s+3, (wo-1)*s+3
+			spec := &dot.Col2ImSpec{N: n, Ho: ho, Wo: wo, C: c, SY: s, SX: s, Taps: taps, FullH: fullH, FullW: fullW,
+				WinY: 1, WinX: 1, OutH: fullH - 2, OutW: fullW - 2}
+			M, N := n*ho*wo, len(taps)*c
+			for _, rhsT := range []bool{false, true} {
+				lhs := make([]float32, M*k)
+				rhs := make([]float32, k*N)
+				for i := range lhs {
+					lhs[i] = float32(rng.NormFloat64())
+				}
+				for i := range rhs {
+					rhs[i] = float32(rng.NormFloat64())
+				}
+				dp := make([]float32, M*N)
+				avx512GemmFloat32(backend, lhs, rhs, dp, false, rhsT, 1, M, N, k)
+				full := make([]float32, n*fullH*fullW*c)
+				for m := range M {
+					x, y, b := m%wo, (m/wo)%ho, m/(wo*ho)
+					for ti, tp := range taps {
+						for ch := range c {
+							full[((b*fullH+y*s+tp[0])*fullW+x*s+tp[1])*c+ch] += dp[m*N+ti*c+ch]
+						}
 					}
 				}
-			}
-			got := make([]float32, len(want))
-			avx512GemmCol2Im(backend, lhs, rhs, got, rhsT, M, N, k, spec)
-			for i := range want {
-				if d := math.Abs(float64(want[i] - got[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
-					t.Fatalf("%v rhsT=%v: [%d] got %g, want %g", cfg, rhsT, i, got[i], want[i])
+				want := make([]float32, n*spec.OutH*spec.OutW*c)
+				for b := range n {
+					for y := range spec.OutH {
+						for x := range spec.OutW {
+							copy(want[((b*spec.OutH+y)*spec.OutW+x)*c:][:c], full[((b*fullH+y+1)*fullW+x+1)*c:])
+						}
+					}
+				}
+				got := make([]float32, len(want))
+				avx512GemmCol2Im(backend, lhs, rhs, got, rhsT, M, N, k, spec)
+				for i := range want {
+					if d := math.Abs(float64(want[i] - got[i])); d > 1e-4*(1+math.Abs(float64(want[i]))) {
+						t.Fatalf("%v rhsT=%v: [%d] got %g, want %g", cfg, rhsT, i, got[i], want[i])
+					}
 				}
 			}
 		}
