@@ -279,7 +279,97 @@ func avx512GemmFloat32V(backend *gobackend.Backend, lhs, rhs, output []float32, 
 	if rhsV != nil && rhsTransposed {
 		swap = true // Idem.
 	}
+	if lhsV != nil && lhsColMajor && rhsV == nil && !rhsTransposed && gemmWeightGradNarrowOK(lhsV, M, N, K) {
+		gemmWeightGradNarrow(backend, workers, newGemmVirtual(lhs, lhsV), rhs, output, M, N, K)
+		return
+	}
 	gemmBatches(backend, workers, lhs, rhs, output, lhsColMajor, rhsTransposed, lhsV, rhsV, swap, batchSize, M, N, K)
+}
+
+// gemmWeightGradNarrowOK reports whether gemmWeightGradNarrow computes Vᵀ·dY: a convolution's
+// weight gradient with at most 32 output channels (N) and at least 6 input channels.
+func gemmWeightGradNarrowOK(spec *dot.Im2ColSpec, M, N, K int) bool {
+	return UseNarrowGemm && N <= gemmNRNarrow && spec.C >= gemmMR && gemmUseSplitK(M, N, K) &&
+		spec.Wo <= GemmKcMax && M == len(spec.Taps)*spec.C && K == spec.N*spec.Ho*spec.Wo
+}
+
+// gemmWeightGradNarrow computes C[M, N] = Vᵀ·dY, V the virtual patch matrix [K, M] of a
+// convolution (K = output pixels, M = taps x channels) and dY [K, N] row-major, N <= 32 (patch
+// 19): the weight gradient of a convolution with few output channels. Packing V (9x the input)
+// cost more than the product; here the tiles of A = Vᵀ are read in place: a tile is 6 channels of
+// one tap, and a k-block is a few output image rows, one segment each (the pixels of a row are
+// equally spaced in the input). dY rows are the B strip as they are (N = 32; zero-padded copies
+// otherwise). K is split across the workers into partial sums added in a fixed order, as
+// gemmSplitK.
+func gemmWeightGradNarrow(backend *gobackend.Backend, workers int, v *gemmVirtual, dy, out []float32, M, N, K int) {
+	const width = gemmNRNarrow
+	imageRows := v.n * v.ho
+	rowsPerBlock := max(1, min(gemmMaxSegs, GemmKcMax/v.wo))
+	numKBlocks := (imageRows + rowsPerBlock - 1) / rowsPerBlock
+	numSegments := max(1, min(numKBlocks, 2*workers))
+	// Tiles: per tap, channels ch0 = 0, 6, ...; the last one starts at c-6 (overlapping the one
+	// before it) so that a tile never reads past its tap, and only its new rows are kept.
+	var tileCh []int
+	for ch0 := 0; ch0 < v.c; ch0 += gemmMR {
+		tileCh = append(tileCh, min(ch0, v.c-gemmMR))
+	}
+	partials := make([][]float32, numSegments)
+	for s := range partials {
+		partials[s] = gemmScratch(M * N)
+		clear(partials[s])
+		defer gemmRelease(partials[s])
+	}
+	csA := uintptr(v.sx * v.c * 4) // Between consecutive pixels of an output row.
+	runParallel(backend, workers, numSegments, func(seg int) {
+		part := partials[seg]
+		var cEdge [gemmMR * width]float32
+		var segs [gemmMaxSegs]uintptr
+		var bPad []float32
+		if N < width {
+			bPad = gemmScratch(rowsPerBlock * v.wo * width)
+			defer gemmRelease(bPad)
+		}
+		kb0, kb1 := seg*numKBlocks/numSegments, (seg+1)*numKBlocks/numSegments
+		for kb := kb0; kb < kb1; kb++ {
+			row0 := kb * rowsPerBlock
+			numRows := min(rowsPerBlock, imageRows-row0)
+			k0, kc := row0*v.wo, numRows*v.wo
+			bStrip := unsafe.Pointer(&dy[k0*N])
+			if N < width {
+				for k := range kc {
+					dst := bPad[k*width : (k+1)*width]
+					copy(dst, dy[(k0+k)*N:(k0+k+1)*N])
+					clear(dst[N:])
+				}
+				bStrip = unsafe.Pointer(&bPad[0])
+			}
+			for t, tapOff := range v.tapOff {
+				prevEnd := 0
+				for _, ch0 := range tileCh {
+					for r := range numRows {
+						segs[r] = uintptr(unsafe.Add(v.src, 4*(v.rowBase((row0+r)*v.wo)+tapOff+ch0)))
+					}
+					avx512GemmKernel6x32Segs(unsafe.Pointer(&segs[0]), numRows, v.wo, 4, csA, bStrip, unsafe.Pointer(&cEdge[0]),
+						width*4, false, 1, 0)
+					for r := max(0, prevEnd-ch0); r < gemmMR; r++ {
+						dst := part[(t*v.c+ch0+r)*N : (t*v.c+ch0+r+1)*N]
+						for j, x := range cEdge[r*width : r*width+N] {
+							dst[j] += x
+						}
+					}
+					prevEnd = ch0 + gemmMR
+				}
+			}
+		}
+		runtime.KeepAlive(dy)
+	})
+	// C = the partial sums, in segment order.
+	copy(out[:M*N], partials[0])
+	for _, p := range partials[1:] {
+		for i, x := range p {
+			out[i] += x
+		}
+	}
 }
 
 func newGemmVirtual(src []float32, spec *dot.Im2ColSpec) *gemmVirtual {

@@ -171,7 +171,9 @@ func TestAVX512GemmVirtual(t *testing.T) {
 	rng := rand.New(rand.NewPCG(9, 10))
 	savedSplitMin, savedKc := GemmSplitKMinK, GemmKcMax
 	defer func() { GemmSplitKMinK, GemmKcMax = savedSplitMin, savedKc }()
-	for _, cfg := range [][6]int{{2, 10, 9, 64, 1, 0}, {2, 9, 9, 32, 2, 0}, {1, 16, 14, 48, 1, 1}, {3, 6, 6, 128, 2, 1}, {2, 13, 13, 64, 1, 1}, {2, 10, 9, 64, 1, 2}} {
+	for _, cfg := range [][6]int{{2, 10, 9, 64, 1, 0}, {2, 9, 9, 32, 2, 0}, {1, 16, 14, 48, 1, 1}, {3, 6, 6, 128, 2, 1}, {2, 13, 13, 64, 1, 1}, {2, 10, 9, 64, 1, 2},
+		// K > M: split-K weight gradients, with few output channels the narrow in-place path.
+		{2, 20, 18, 8, 1, 1}, {2, 34, 34, 32, 1, 1}, {2, 33, 33, 16, 2, 1}, {1, 12, 40, 7, 1, 1}} {
 		GemmKcMax = savedKc
 		if cfg[5] == 2 {
 			GemmKcMax = 37 // Segments of 32 channels, blocks of one segment.
@@ -238,11 +240,15 @@ func TestAVX512GemmVirtual(t *testing.T) {
 		avx512GemmFloat32(backend, dy, patches, want, true, false, 1, nOut, cols, rows)
 		avx512GemmFloat32V(backend, dy, src, got, true, false, nil, spec, 1, nOut, cols, rows)
 		check("rhs=P", want, got)
-		// Its transposition: Pᵀ·dY, P as a column-major lhs.
-		want, got = make([]float32, cols*nOut), make([]float32, cols*nOut)
-		avx512GemmFloat32(backend, patches, dy, want, true, false, 1, cols, nOut, rows)
-		avx512GemmFloat32V(backend, src, dy, got, true, false, spec, nil, 1, cols, nOut, rows)
-		check("lhs=Pᵀ", want, got)
+		// Its transposition: Pᵀ·dY, P as a column-major lhs; with 32 and 20 outputs (and split-K)
+		// the narrow path reading P in place.
+		for _, nw := range []int{nOut, 32, 20} {
+			d := other(rows * nw)
+			want, got = make([]float32, cols*nw), make([]float32, cols*nw)
+			avx512GemmFloat32(backend, patches, d, want, true, false, 1, cols, nw, rows)
+			avx512GemmFloat32V(backend, src, d, got, true, false, spec, nil, 1, cols, nw, rows)
+			check(fmt.Sprintf("lhs=Pᵀ, %d outputs", nw), want, got)
+		}
 		// P as a transposed-layout rhs: Z·Pᵀ, Z [nOut, cols].
 		z := other(nOut * cols)
 		want, got = make([]float32, nOut*rows), make([]float32, nOut*rows)
