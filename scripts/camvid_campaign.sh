@@ -9,7 +9,8 @@
 #   teacher   pretrain-diffusion --config camvid_teacher, TEACHER_STEPS steps (default 6000)
 #   distill   distill --config camvid_distill from that teacher, DISTILL_STEPS steps (default 600)
 #   mocov2    pretrain-ssl --method mocov2 --config camvid_mocov2 (the distillation's budget)
-#   byol      pretrain-ssl --method byol --config camvid_byol (the same budget)
+#   byol      pretrain-ssl --method byol --config camvid_byol (the same budget); MOCOV2_LR and
+#             BYOL_LR set their learning rates (choose them on val)
 #   finetune  finetune --task semseg --config camvid_finetune for every INITS x LABELS x SEEDS,
 #             into OUT/<init>-<labels>-s<seed> (seed: the labelled subset, the data order and the
 #             head's initialisation); pre-trained backbones at BACKBONE_LR_MULT (default 1) of
@@ -67,8 +68,13 @@ for stage in $STAGES; do
 			"$BIN" distill --config camvid_distill --set data="$CAMVID" --set teacher="$OUT/teacher" \
 				--set steps="$DISTILL_STEPS" --set checkpoint_every=100 --out "$OUT/distill"; } ;;
 	mocov2 | byol)
-		done_run "$OUT/$stage" || { log "$stage"
-			"$BIN" pretrain-ssl --method "$stage" --config "camvid_$stage" --set data="$CAMVID" \
+		# MOCOV2_LR / BYOL_LR: the learning rate chosen on val (default: the config's; MoCo's own
+		# rule, 0.03 x batch/256, barely trains in 600 steps: docs/RESULTS.md).
+		lrvar=${stage^^}_LR
+		lrset=()
+		[ -z "${!lrvar:-}" ] || lrset=(--set lr="${!lrvar}")
+		done_run "$OUT/$stage" || { log "$stage ${lrset[*]}"
+			"$BIN" pretrain-ssl --method "$stage" --config "camvid_$stage" --set data="$CAMVID" "${lrset[@]}" \
 				--set checkpoint_every=100 --out "$OUT/$stage"; } ;;
 	finetune)
 		for seed in $SEEDS; do for labels in $LABELS; do for init in $INITS; do
