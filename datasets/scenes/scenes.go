@@ -60,6 +60,11 @@ type Config struct {
 	MaxObjects int   // objects per scene, at most (default 6)
 	Quality    int   // JPEG quality (default 92)
 	Workers    int   // parallel workers (default GOMAXPROCS); does not change the output
+	// Plain paints every background as one flat colour and every object in its flat colour (no
+	// gradients, stripes, noise, checkerboards or shading; the pixel noise stays). The objects,
+	// their colours and the masks are those of the textured scenes of the same seed: an easier
+	// variant of the same dataset, for small generative teachers and short demos.
+	Plain bool
 }
 
 // DefaultConfig is what the demo and the registry use.
@@ -254,6 +259,9 @@ func render(rng *rand.Rand, c Config) *scene {
 	n := c.Size
 	s := &scene{img: datasets.NewImage(n, n), semantic: make([]uint8, n*n)}
 	bg := newBackground(rng, n)
+	if c.Plain {
+		bg.kind = backgroundPlain
+	}
 
 	ids := make([]int16, n*n) // 0 background, k+1 object k on top
 	var objs []*object
@@ -263,6 +271,9 @@ func render(rng *rand.Rand, c Config) *scene {
 	for k := 0; k < nObj; k++ {
 		for attempt := 0; attempt < 20; attempt++ {
 			o := newObject(rng, n, crowd && k == 0)
+			if c.Plain {
+				o.texture = 0
+			}
 			if o.area < minArea {
 				continue
 			}
@@ -548,10 +559,15 @@ func newBackground(rng *rand.Rand, n int) *background {
 	return b
 }
 
+// backgroundPlain is the kind of a flat background (Config.Plain): its first colour.
+const backgroundPlain = -1
+
 func (b *background) colour(x, y int) [3]float64 {
 	fx, fy := float64(x), float64(y)
 	t := fx*b.dir[0] + fy*b.dir[1]
 	switch b.kind {
+	case backgroundPlain:
+		return b.c1
 	case 0: // gradient
 		tc := float64(b.n) / 2 * (b.dir[0] + b.dir[1])
 		return mix(b.c1, b.c2, clamp01(0.5+(t-tc)/float64(b.n)))

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
@@ -188,6 +189,76 @@ func BenchmarkGenerate128(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := Generate(b.TempDir(), Config{Train: 200, Val: 56, Size: 128, Seed: int64(i)}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Plain scenes have the masks and annotations of the textured scenes of the same seed, and flat
+// backgrounds: the background pixels of an image vary only by the pixel noise and JPEG.
+func TestPlainScenes(t *testing.T) {
+	textured, plain := t.TempDir(), t.TempDir()
+	cfg := Config{Train: 4, Val: 2, Size: 48, Seed: 7}
+	if err := Generate(textured, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Plain = true
+	if err := Generate(plain, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ht, hp := hashTree(t, textured), hashTree(t, plain)
+	imagesDiffer := 0
+	for k, v := range ht {
+		isImage := filepath.Ext(k) == ".jpg"
+		switch {
+		case isImage && hp[k] != v:
+			imagesDiffer++
+		case !isImage && k != "scenes.json" && hp[k] != v:
+			t.Errorf("%s differs between the plain and the textured scenes", k)
+		}
+	}
+	if imagesDiffer != 2*(4+2) { // each image is written to both layouts
+		t.Errorf("%d images differ, want all %d", imagesDiffer, 2*(4+2))
+	}
+	ds, err := Open(plain, "train", datasets.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ds.Len() {
+		s, err := ds.Get(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum, sq [3]float64
+		n := 0
+		w := s.Image.W
+		bg := func(x, y int) bool { // 0: background before reduce_zero_label, 255 after
+			l := s.Semantic[y*w+x]
+			return l == 0 || l == 255
+		}
+		for p := range s.Semantic {
+			x, y := p%w, p/w
+			far := true // 3 pixels away from any object (JPEG blurs colour across edges)
+			for dy := -3; dy <= 3 && far; dy++ {
+				for dx := -3; dx <= 3 && far; dx++ {
+					xx, yy := x+dx, y+dy
+					far = xx < 0 || yy < 0 || xx >= w || yy >= len(s.Semantic)/w || bg(xx, yy)
+				}
+			}
+			if !far {
+				continue
+			}
+			for ch := range 3 {
+				v := float64(s.Image.Pix[3*p+ch])
+				sum[ch] += v
+				sq[ch] += v * v
+			}
+			n++
+		}
+		for ch := range 3 {
+			mean := sum[ch] / float64(n)
+			if sd := math.Sqrt(sq[ch]/float64(n) - mean*mean); sd > 8 {
+				t.Errorf("image %d channel %d: background standard deviation %.1f, want a flat colour (<= 8)", i, ch, sd)
+			}
 		}
 	}
 }
