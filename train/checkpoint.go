@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/dreamteacher-go/dreamteacher/internal/safetensors"
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/dtypes/bfloat16"
+	"github.com/gomlx/compute/dtypes/float16"
 	"github.com/gomlx/compute/shapes"
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
@@ -349,13 +352,21 @@ func topScopes(st map[string]safetensors.Tensor) string {
 	return strings.Join(out, ", ")
 }
 
-// setVariable sets (or creates) the store variable at fullPath from a safetensor.
+// setVariable sets (or creates) the store variable at fullPath from a safetensor. A floating-point
+// tensor of another precision than an existing variable's (an exported half-precision teacher
+// loaded into float32) is converted to the variable's dtype.
 func setVariable(store *model.Store, fullPath string, st safetensors.Tensor, trainable bool) error {
 	t, err := FromSafetensor(st)
 	if err != nil {
 		return fmt.Errorf("variable %s: %w", fullPath, err)
 	}
 	if v := store.GetVariable(fullPath); v != nil {
+		if v.Shape().DType != t.DType() && v.Shape().DType.IsFloat() && t.DType().IsFloat() &&
+			slices.Equal(v.Shape().Dimensions, t.Shape().Dimensions) {
+			if t, err = castFloat(t, v.Shape().DType); err != nil {
+				return fmt.Errorf("variable %s: %w", fullPath, err)
+			}
+		}
 		if !v.Shape().Equal(t.Shape()) {
 			return fmt.Errorf("variable %s: the checkpoint has shape %s, the model %s", fullPath, t.Shape(), v.Shape())
 		}
@@ -373,6 +384,98 @@ var stDTypes = map[dtypes.DType]string{
 	dtypes.Float32: "F32", dtypes.Float64: "F64", dtypes.Float16: "F16", dtypes.BFloat16: "BF16",
 	dtypes.Int64: "I64", dtypes.Int32: "I32", dtypes.Int16: "I16", dtypes.Int8: "I8",
 	dtypes.Uint64: "U64", dtypes.Uint32: "U32", dtypes.Uint16: "U16", dtypes.Uint8: "U8", dtypes.Bool: "BOOL",
+}
+
+// castFloat converts a floating-point tensor (float16, bfloat16, float32 or float64) to another of
+// those dtypes, element by element (rounding to nearest even when narrowing).
+func castFloat(t *tensors.Tensor, to dtypes.DType) (*tensors.Tensor, error) {
+	var vals []float64
+	switch t.DType() {
+	case dtypes.Float16:
+		for _, x := range tensors.MustCopyFlatData[float16.Float16](t) {
+			vals = append(vals, x.Float64())
+		}
+	case dtypes.BFloat16:
+		for _, x := range tensors.MustCopyFlatData[bfloat16.BFloat16](t) {
+			vals = append(vals, x.Float64())
+		}
+	case dtypes.Float32:
+		for _, x := range tensors.MustCopyFlatData[float32](t) {
+			vals = append(vals, float64(x))
+		}
+	case dtypes.Float64:
+		vals = tensors.MustCopyFlatData[float64](t)
+	default:
+		return nil, fmt.Errorf("cannot convert %s to %s", t.DType(), to)
+	}
+	dims := t.Shape().Dimensions
+	switch to {
+	case dtypes.Float16:
+		out := make([]float16.Float16, len(vals))
+		for i, x := range vals {
+			out[i].SetFloat64(x)
+		}
+		return tensors.FromFlatDataAndDimensions(out, dims...), nil
+	case dtypes.BFloat16:
+		out := make([]bfloat16.BFloat16, len(vals))
+		for i, x := range vals {
+			out[i] = bfloat16.FromFloat64(x)
+		}
+		return tensors.FromFlatDataAndDimensions(out, dims...), nil
+	case dtypes.Float32:
+		out := make([]float32, len(vals))
+		for i, x := range vals {
+			out[i] = float32(x)
+		}
+		return tensors.FromFlatDataAndDimensions(out, dims...), nil
+	case dtypes.Float64:
+		return tensors.FromFlatDataAndDimensions(vals, dims...), nil
+	}
+	return nil, fmt.Errorf("cannot convert %s to %s", t.DType(), to)
+}
+
+// Export writes the variables of the checkpoint at src under the given scopes (e.g. "/ema/unet",
+// a diffusion teacher's EMA weights) to dst, floating-point ones converted to dtype (e.g.
+// float16, to ship a small teacher; zero: unchanged), with the checkpoint's metadata (settings,
+// command, step), so that it loads wherever the original does (LoadScope converts the precision
+// back to the model's). No optimiser state, nothing outside the scopes. It returns the number of
+// tensors written; a value that does not fit dtype (a float16 overflow) is an error naming it.
+func Export(src, dst string, scopes []string, dtype dtypes.DType) (int, error) {
+	st, meta, err := safetensors.ReadFile(src)
+	if err != nil {
+		return 0, err
+	}
+	out := map[string]safetensors.Tensor{}
+	for name, t := range st {
+		if !underAny("/"+name, scopes) {
+			continue
+		}
+		if dtype != dtypes.InvalidDType && isFloatName(t.DType) && t.DType != stDTypes[dtype] {
+			tt, err := FromSafetensor(t)
+			if err == nil {
+				tt, err = castFloat(tt, dtype)
+			}
+			if err == nil {
+				t, err = ToSafetensor(tt)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("%s: tensor %s: %w", src, name, err)
+			}
+			if n := NonFinite(t); n > 0 {
+				return 0, fmt.Errorf("%s: tensor %s: %d values do not fit %s", src, name, n, dtype)
+			}
+		}
+		out[name] = t
+	}
+	if len(out) == 0 {
+		return 0, fmt.Errorf("%s: no variables under %s (the checkpoint has: %s)", src, strings.Join(scopes, ", "), topScopes(st))
+	}
+	meta["exported_from"] = filepath.Base(src)
+	return len(out), safetensors.WriteFile(dst, out, meta)
+}
+
+func isFloatName(dtype string) bool {
+	return dtype == "F16" || dtype == "BF16" || dtype == "F32" || dtype == "F64"
 }
 
 // ToSafetensor converts a tensor to its safetensors form (a copy of its bytes).

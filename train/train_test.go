@@ -650,3 +650,55 @@ func TestLRMult(t *testing.T) {
 		}
 	}
 }
+
+// Export keeps the scopes asked for, in the precision asked for, with the settings; loading the
+// half-precision file into float32 variables gives the float16-rounded weights; a value float16
+// cannot hold is an error naming the tensor.
+func TestExport(t *testing.T) {
+	dir := t.TempDir()
+	src := model.NewStore()
+	src.SetParam("/adm", "adm_demo")
+	src.CreateVariable("/ema/unet/conv/weights", tensors.FromValue([]float32{1, 0.1, -3.3333}))
+	src.CreateVariable("/unet/conv/weights", tensors.FromValue([]float32{7, 7, 7}))
+	src.CreateVariable("/optimizer/unet/conv/weights/m", tensors.FromValue([]float32{0, 0, 0}))
+	path, err := Save(src, dir, 10, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "teacher.safetensors")
+	n, err := Export(path, out, []string{"/ema/unet"}, dtypes.Float16)
+	if err != nil || n != 1 {
+		t.Fatalf("exported %d, %v", n, err)
+	}
+	st, _, err := safetensors.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st["ema/unet/conv/weights"].DType != "F16" {
+		t.Errorf("exported %v", st)
+	}
+	if settings, err := ReadSettings(out); err != nil || settings["adm"] != "adm_demo" {
+		t.Errorf("settings %v, %v", settings, err)
+	}
+	dst := model.NewStore()
+	dst.CreateVariable("/teacher/unet/conv/weights", tensors.FromValue([]float32{0, 0, 0}))
+	if _, err := LoadScope(dst, out, LoadSpec{From: "/ema/unet", To: "/teacher/unet", Strict: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := tensors.MustCopyFlatData[float32](dst.GetVariable("/teacher/unet/conv/weights").MustValue())
+	for i, want := range []float32{1, 0.1, -3.3333} {
+		if math.Abs(float64(got[i]-want)) > 2e-3*math.Abs(float64(want)) || (i == 0 && got[i] != 1) {
+			t.Errorf("weight %d: %g, want %g rounded to float16", i, got[i], want)
+		}
+	}
+	src.GetVariable("/ema/unet/conv/weights").SetValue(tensors.FromValue([]float32{1, 1e6, 0}))
+	if path, err = Save(src, dir, 11, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Export(path, out, []string{"/ema/unet"}, dtypes.Float16); err == nil || !strings.Contains(err.Error(), "ema/unet/conv/weights") {
+		t.Errorf("overflow: %v, want an error naming the tensor", err)
+	}
+	if _, err := Export(path, out, []string{"/ema/generator"}, dtypes.Float16); err == nil || !strings.Contains(err.Error(), "no variables under /ema/generator") {
+		t.Errorf("missing scope: %v", err)
+	}
+}
