@@ -153,7 +153,7 @@ func TestDocumentedCommandsRun(t *testing.T) {
 					t.Errorf("%s: `%s --offline`: exit %d, %q; want an error saying what to download", where, line, code, stderr)
 				}
 				return
-			case args[0] == "eval" || args[0] == "predict":
+			case args[0] == "eval" || args[0] == "predict" || args[0] == "export":
 				code, _, stderr := runCLI(args...)
 				if code != 2 || !strings.Contains(stderr, "out/") {
 					t.Errorf("%s: `%s` without its run: exit %d, %q; want a usage error naming the missing run", where, line, code, stderr)
