@@ -365,6 +365,27 @@ func (it *Iterator) Next() (*Batch, error) {
 	}
 }
 
+// Feed is a training loop's next function (train.Run) over the iterator: each batch mapped to
+// the step's inputs by pick (e.g. ImagesOnly), the iteration's error passed through.
+func (it *Iterator) Feed(pick func(*Batch) []*tensors.Tensor) func() ([]*tensors.Tensor, error) {
+	return func() ([]*tensors.Tensor, error) {
+		batch, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		return pick(batch), nil
+	}
+}
+
+// ImagesOnly picks a batch's images: the input of the unlabeled recipes (teachers, SSL).
+func ImagesOnly(b *Batch) []*tensors.Tensor { return []*tensors.Tensor{b.Images} }
+
+// ImagesAndMasks picks a batch's images, semantic masks and valid flags: the input of the
+// semantic segmentation recipes.
+func ImagesAndMasks(b *Batch) []*tensors.Tensor {
+	return []*tensors.Tensor{b.Images, b.Semantic, b.Valid}
+}
+
 // Close stops the workers and waits for them. Safe to call more than once.
 func (it *Iterator) Close() {
 	it.closed.Do(func() {

@@ -290,3 +290,34 @@ func TestNormalize(t *testing.T) {
 		t.Errorf("normalized %v, want %v", v[0], want)
 	}
 }
+
+// Feed hands the training loop the picked tensors of the batches Next gives, in order.
+func TestFeed(t *testing.T) {
+	ds := &fake{n: 10, w: 20, h: 14}
+	l, err := New(ds, Config{BatchSize: 4, Transform: augment, Shuffle: true, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, fed := l.IterateFrom(2), l.IterateFrom(2)
+	defer direct.Close()
+	defer fed.Close()
+	next := fed.Feed(ImagesAndMasks)
+	for i := range 3 {
+		want, err := direct.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := next()
+		if err != nil || len(got) != 3 {
+			t.Fatalf("batch %d: %d tensors, %v", i, len(got), err)
+		}
+		for j, w := range []*tensors.Tensor{want.Images, want.Semantic, want.Valid} {
+			if !got[j].Equal(w) {
+				t.Errorf("batch %d, input %d differs from Next's", i, j)
+			}
+		}
+	}
+	if got := ImagesOnly(&Batch{Images: tensors.FromValue([]float32{1})}); len(got) != 1 {
+		t.Errorf("ImagesOnly gave %d tensors", len(got))
+	}
+}

@@ -27,7 +27,6 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
-	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 )
 
@@ -230,14 +229,7 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	}
 	it := trainLoader.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
-	next := func() ([]*tensors.Tensor, error) {
-		batch, err := it.Next()
-		if err != nil {
-			return nil, err
-		}
-		return []*tensors.Tensor{batch.Images, batch.Semantic, batch.Valid}, nil
-	}
-	sum, err := train.Run(tr, store, next, train.LoopConfig{
+	sum, err := train.Run(tr, store, it.Feed(loader.ImagesAndMasks), train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: bs, Title: fmt.Sprintf("UperNet %s on %s", str("backbone"), trainDS.Name()), Out: log,
 	})

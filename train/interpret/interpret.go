@@ -250,15 +250,8 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	}
 	it := trainLoader.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
-	next := func() ([]*tensors.Tensor, error) {
-		batch, err := it.Next()
-		if err != nil {
-			return nil, err
-		}
-		return []*tensors.Tensor{batch.Images, batch.Semantic, batch.Valid}, nil
-	}
 	classesJSON, _ := json.Marshal(classes)
-	sum, err := train.Run(tr, store, next, train.LoopConfig{
+	sum, err := train.Run(tr, store, it.Feed(loader.ImagesAndMasks), train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: bs, Title: fmt.Sprintf("interpreter on %s (%s, t=%d) on %s", teacher.Name, strings.Join(teacher.TapNames(), ","), teacher.Step, trainDS.Name()),
 		Meta:    func() map[string]string { return map[string]string{metaClasses: string(classesJSON)} },

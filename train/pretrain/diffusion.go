@@ -137,14 +137,7 @@ func Diffusion(b compute.Backend, store *model.Store, outDir string, log io.Writ
 	}
 	it := ld.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
-	next := func() ([]*tensors.Tensor, error) {
-		batch, err := it.Next()
-		if err != nil {
-			return nil, err
-		}
-		return []*tensors.Tensor{batch.Images}, nil
-	}
-	sum, err := train.Run(tr, store, next, train.LoopConfig{
+	sum, err := train.Run(tr, store, it.Feed(loader.ImagesOnly), train.LoopConfig{
 		Steps: steps, Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: num("batch"), Title: fmt.Sprintf("%s on %s", str("adm"), ds.Name()), Out: log,
 	})

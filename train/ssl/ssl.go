@@ -106,7 +106,6 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
-	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 	"github.com/gomlx/gomlx/support/exceptions"
 )
@@ -279,14 +278,7 @@ func Run(b compute.Backend, store *model.Store, outDir string, log io.Writer) (R
 	}
 	it := ld.IterateFrom(train.CurrentStep(store))
 	defer it.Close()
-	next := func() ([]*tensors.Tensor, error) {
-		batch, err := it.Next()
-		if err != nil {
-			return nil, err
-		}
-		return []*tensors.Tensor{batch.Images}, nil
-	}
-	sum, err := train.Run(tr, store, next, train.LoopConfig{
+	sum, err := train.Run(tr, store, it.Feed(loader.ImagesOnly), train.LoopConfig{
 		Steps: int64(num("steps")), Dir: outDir, CheckpointEvery: int64(num("checkpoint_every")), LogEvery: int64(num("log_every")),
 		ImagesPerStep: bs, Title: fmt.Sprintf("%s %s on %s", str("ssl_method"), str("backbone"), ds.Name()), Out: log,
 	})
