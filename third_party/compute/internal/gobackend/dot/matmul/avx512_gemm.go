@@ -313,8 +313,11 @@ func gemmWeightGradNarrow(backend *gobackend.Backend, workers int, v *gemmVirtua
 	for ch0 := 0; ch0 < v.c; ch0 += gemmMR {
 		tileCh = append(tileCh, min(ch0, v.c-gemmMR))
 	}
+	// Segment 0 sums into C itself, the others into partials added after, as gemmSplitK.
+	clear(out[:M*N])
 	partials := make([][]float32, numSegments)
-	for s := range partials {
+	partials[0] = out[:M*N]
+	for s := 1; s < numSegments; s++ {
 		partials[s] = gemmScratch(M * N)
 		clear(partials[s])
 		defer gemmRelease(partials[s])
@@ -323,7 +326,7 @@ func gemmWeightGradNarrow(backend *gobackend.Backend, workers int, v *gemmVirtua
 	runParallel(backend, workers, numSegments, func(seg int) {
 		part := partials[seg]
 		var cEdge [gemmMR * width]float32
-		var segs [gemmMaxSegs]uintptr
+		var segs, rowBases [gemmMaxSegs]uintptr
 		var bPad []float32
 		if N < width {
 			bPad = gemmScratch(rowsPerBlock * v.wo * width)
@@ -343,11 +346,14 @@ func gemmWeightGradNarrow(backend *gobackend.Backend, workers int, v *gemmVirtua
 				}
 				bStrip = unsafe.Pointer(&bPad[0])
 			}
+			for r := range numRows {
+				rowBases[r] = uintptr(unsafe.Add(v.src, 4*v.rowBase((row0+r)*v.wo)))
+			}
 			for t, tapOff := range v.tapOff {
 				prevEnd := 0
 				for _, ch0 := range tileCh {
 					for r := range numRows {
-						segs[r] = uintptr(unsafe.Add(v.src, 4*(v.rowBase((row0+r)*v.wo)+tapOff+ch0)))
+						segs[r] = rowBases[r] + uintptr(4*(tapOff+ch0))
 					}
 					avx512GemmKernel6x32Segs(unsafe.Pointer(&segs[0]), numRows, v.wo, 4, csA, bStrip, unsafe.Pointer(&cEdge[0]),
 						width*4, false, 1, 0)
@@ -363,13 +369,7 @@ func gemmWeightGradNarrow(backend *gobackend.Backend, workers int, v *gemmVirtua
 		}
 		runtime.KeepAlive(dy)
 	})
-	// C = the partial sums, in segment order.
-	copy(out[:M*N], partials[0])
-	for _, p := range partials[1:] {
-		for i, x := range p {
-			out[i] += x
-		}
-	}
+	gemmAddPartials(backend, workers, unsafe.Pointer(&out[0]), N, M, N, partials[1:])
 }
 
 func newGemmVirtual(src []float32, spec *dot.Im2ColSpec) *gemmVirtual {
@@ -873,18 +873,22 @@ func gemmSplitK(backend *gobackend.Backend, workers int, a, b gemmMatrix, c unsa
 		runtime.KeepAlive(aTiles)
 		runtime.KeepAlive(bStrips)
 	})
-	if numSegments == 1 {
+	gemmAddPartials(backend, workers, c, ldc, M, N, partials[1:])
+}
+
+// gemmAddPartials adds the partial sums [M, N] of a split contracting axis into C (row stride
+// ldc), in their order, in parallel over rows: deterministic for a given split.
+func gemmAddPartials(backend *gobackend.Backend, workers int, c unsafe.Pointer, ldc, M, N int, partials [][]float32) {
+	if len(partials) == 0 {
 		return
 	}
-	// C += partials, in segment order, in parallel over rows.
-	runParallel(backend, workers, min(M, 4*workers), func(task int) {
-		numTasks := min(M, 4*workers)
+	numTasks := min(M, 4*workers)
+	runParallel(backend, workers, numTasks, func(task int) {
 		i0, i1 := task*M/numTasks, (task+1)*M/numTasks
 		for i := i0; i < i1; i++ {
 			row := unsafe.Slice((*float32)(unsafe.Add(c, i*ldc*4)), N)
-			for seg := 1; seg < numSegments; seg++ {
-				p := partials[seg][i*N : (i+1)*N]
-				for j, v := range p {
+			for _, p := range partials {
+				for j, v := range p[i*N : (i+1)*N] {
 					row[j] += v
 				}
 			}
