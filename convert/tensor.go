@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/dreamteacher-go/dreamteacher/internal/safetensors"
 )
 
 // Tensor is one array of a foreign checkpoint, read lazily: its values are read from the file
@@ -50,7 +52,7 @@ func (t *Tensor) Bytes() ([]byte, error) {
 // Float32 returns the values converted to float32 (from F32, F16, BF16 or F64), row-major over
 // Shape. Other dtypes are an error naming the file and key.
 func (t *Tensor) Float32() ([]float32, error) {
-	if !isFloat(t.DType) {
+	if !safetensors.IsFloat(t.DType) {
 		return nil, fmt.Errorf("%s: tensor %q has dtype %s, not a floating-point type", t.file, t.Key, t.DType)
 	}
 	b, err := t.Bytes()
@@ -58,14 +60,6 @@ func (t *Tensor) Float32() ([]float32, error) {
 		return nil, err
 	}
 	return toFloat32(t.DType, b), nil
-}
-
-func isFloat(dtype string) bool {
-	switch dtype {
-	case "F32", "F16", "BF16", "F64":
-		return true
-	}
-	return false
 }
 
 // elementSize is the bytes per element of a safetensors dtype name (0 if unknown).

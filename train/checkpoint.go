@@ -450,7 +450,7 @@ func Export(src, dst string, scopes []string, dtype dtypes.DType) (int, error) {
 		if !underAny("/"+name, scopes) {
 			continue
 		}
-		if dtype != dtypes.InvalidDType && isFloatName(t.DType) && t.DType != stDTypes[dtype] {
+		if dtype != dtypes.InvalidDType && safetensors.IsFloat(t.DType) && t.DType != stDTypes[dtype] {
 			tt, err := FromSafetensor(t)
 			if err == nil {
 				tt, err = castFloat(tt, dtype)
@@ -472,10 +472,6 @@ func Export(src, dst string, scopes []string, dtype dtypes.DType) (int, error) {
 	}
 	meta["exported_from"] = filepath.Base(src)
 	return len(out), safetensors.WriteFile(dst, out, meta)
-}
-
-func isFloatName(dtype string) bool {
-	return dtype == "F16" || dtype == "BF16" || dtype == "F32" || dtype == "F64"
 }
 
 // ToSafetensor converts a tensor to its safetensors form (a copy of its bytes).

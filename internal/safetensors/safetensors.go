@@ -24,6 +24,15 @@ import (
 	"sort"
 )
 
+// IsFloat reports whether a safetensors dtype name is a floating-point type (F16, BF16, F32, F64).
+func IsFloat(dtype string) bool {
+	switch dtype {
+	case "F16", "BF16", "F32", "F64":
+		return true
+	}
+	return false
+}
+
 // ChecksumsKey is the metadata key of the per-tensor CRC-32C checksums.
 const ChecksumsKey = "dreamteacher.crc32c"
 
