@@ -36,7 +36,7 @@ def zero(nv):
     for i in range(6*nv):
         w(f"\tVPXORD Z{i}, Z{i}, Z{i}")
 
-def ksteps(nv, lbl, counter, loop4, tail, loop1, done, prefetch=False):
+def ksteps(nv, counter, loop4, tail, loop1, done, prefetch=False):
     """The k loop: 4 k-steps at a time, then one at a time; DI counts the k-steps left."""
     w(f"\tCMPQ {counter}, $4")
     w(f"\tJLT {tail}")
@@ -94,7 +94,7 @@ def kernel(nv):
     w("\tLEAQ (BX)(BX*2), CX")
     w("\tLEAQ (BX)(BX*4), DX")
     zero(nv)
-    ksteps(nv, n, "DI", n+"loop4", n+"tail", n+"loop1", n+"store", prefetch=True)
+    ksteps(nv, "DI", n+"loop4", n+"tail", n+"loop1", n+"store", prefetch=True)
     w(f"{n}store:")
     w("\tMOVBLZX accumulate+56(FP), R11")
     w("\tTESTQ R11, R11")
@@ -134,7 +134,7 @@ def multi(nv):
     w("\tMOVQ b+24(FP), SI")
     w("\tMOVQ kc+48(FP), DI")
     zero(nv)
-    ksteps(nv, n, "DI", n+"mloop4", n+"mtail", n+"mloop1", n+"mstore", prefetch=True)
+    ksteps(nv, "DI", n+"mloop4", n+"mtail", n+"mloop1", n+"mstore", prefetch=True)
     w(f"{n}mstore:")
     w("\tMOVBLZX accumulate+56(FP), DI")
     w("\tTESTQ DI, DI")
@@ -183,7 +183,7 @@ def segs(nv):
     w("\tADDQ DI, (R11)")
     w("\tADDQ $8, R11")
     w("\tMOVQ segLen+16(FP), DI")
-    ksteps(nv, n, "DI", n+"sloop4", n+"stail", n+"sloop1", n+"snext")
+    ksteps(nv, "DI", n+"sloop4", n+"stail", n+"sloop1", n+"snext")
     w(f"{n}snext:")
     w("\tDECQ R13")
     w(f"\tJNE {n}segloop")
