@@ -628,17 +628,40 @@ type gemmTileFn func(t int, peek bool) gemmTile
 
 // kernel runs the micro-kernel of the strip width (64 or 32) on the tile.
 func (tl gemmTile) kernel(width int, b, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, pf unsafe.Pointer) {
-	narrow := width == gemmNRNarrow
-	switch {
-	case tl.segs != nil && narrow:
-		avx512GemmKernel6x32Segs(unsafe.Pointer(&tl.segs[0]), tl.numSegs, tl.segLen, tl.rs, tl.cs, b, c, ldc, accumulate, 1, 0)
-	case tl.segs != nil:
-		avx512GemmKernel6x64Segs(unsafe.Pointer(&tl.segs[0]), tl.numSegs, tl.segLen, tl.rs, tl.cs, b, c, ldc, accumulate, 1, 0)
-	case narrow:
-		avx512GemmKernel6x32(tl.ptr, tl.rs, tl.cs, b, c, ldc, kc, accumulate, pf)
-	default:
-		avx512GemmKernel6x64(tl.ptr, tl.rs, tl.cs, b, c, ldc, kc, accumulate, pf)
+	if tl.segs != nil {
+		gemmKernelSegs(width, unsafe.Pointer(&tl.segs[0]), tl.numSegs, tl.segLen, tl.rs, tl.cs, b, c, ldc, accumulate, 1, 0)
+		return
 	}
+	gemmKernel(width, tl.ptr, tl.rs, tl.cs, b, c, ldc, kc, accumulate, pf)
+}
+
+// gemmKernel, gemmKernelMulti and gemmKernelSegs call the micro-kernel of a strip width: 6x32
+// for gemmNRNarrow, else 6x64. (Direct calls, not function values: the assembly kernels'
+// noescape keeps the callers' scratch tiles on the stack.)
+func gemmKernel(width int, a unsafe.Pointer, rsA, csA uintptr, b, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool, pf unsafe.Pointer) {
+	if width == gemmNRNarrow {
+		avx512GemmKernel6x32(a, rsA, csA, b, c, ldc, kc, accumulate, pf)
+		return
+	}
+	avx512GemmKernel6x64(a, rsA, csA, b, c, ldc, kc, accumulate, pf)
+}
+
+func gemmKernelMulti(width int, a unsafe.Pointer, rsA, csA uintptr, b, c unsafe.Pointer, ldc uintptr, kc int, accumulate bool,
+	numTiles int, aTileStride uintptr) {
+	if width == gemmNRNarrow {
+		avx512GemmKernel6x32Multi(a, rsA, csA, b, c, ldc, kc, accumulate, numTiles, aTileStride)
+		return
+	}
+	avx512GemmKernel6x64Multi(a, rsA, csA, b, c, ldc, kc, accumulate, numTiles, aTileStride)
+}
+
+func gemmKernelSegs(width int, aPtrs unsafe.Pointer, numSegs, segLen int, rsA, csA uintptr, b, c unsafe.Pointer, ldc uintptr,
+	accumulate bool, numTiles int, aTileStride uintptr) {
+	if width == gemmNRNarrow {
+		avx512GemmKernel6x32Segs(aPtrs, numSegs, segLen, rsA, csA, b, c, ldc, accumulate, numTiles, aTileStride)
+		return
+	}
+	avx512GemmKernel6x64Segs(aPtrs, numSegs, segLen, rsA, csA, b, c, ldc, accumulate, numTiles, aTileStride)
 }
 
 // gemmTilesStrip computes C[0:numRows, 0:nr] (+)= A·Bstrip for the tiles of A given by tileA, with
@@ -647,7 +670,6 @@ func gemmTilesStrip(tileA gemmTileFn, numTiles, numRows int,
 	bStrip, c unsafe.Pointer, ldc, nr, width, kc int, accumulate bool) {
 	var cEdge [gemmMR * gemmNR]float32
 	ldcBytes := uintptr(ldc * 4)
-	narrow := width == gemmNRNarrow
 	for t := 0; t < numTiles; t++ {
 		i := t * gemmMR
 		mr := min(gemmMR, numRows-i)
@@ -658,23 +680,14 @@ func gemmTilesStrip(tileA gemmTileFn, numTiles, numRows int,
 				// A run of tiles of a virtual patch matrix in one call.
 				n := min(tile.runTiles, numRows/gemmMR-t)
 				if n > 0 {
-					if narrow {
-						avx512GemmKernel6x32Segs(unsafe.Pointer(&tile.segs[0]), tile.numSegs, tile.segLen, tile.rs, tile.cs, bStrip, cTile,
-							ldcBytes, accumulate, n, tile.tileStride)
-					} else {
-						avx512GemmKernel6x64Segs(unsafe.Pointer(&tile.segs[0]), tile.numSegs, tile.segLen, tile.rs, tile.cs, bStrip, cTile,
-							ldcBytes, accumulate, n, tile.tileStride)
-					}
+					gemmKernelSegs(width, unsafe.Pointer(&tile.segs[0]), tile.numSegs, tile.segLen, tile.rs, tile.cs, bStrip, cTile,
+						ldcBytes, accumulate, n, tile.tileStride)
 					t += n - 1
 					continue
 				}
 			} else if n := numRows/gemmMR - t; n > 0 {
 				// All the remaining full tiles in one call.
-				if narrow {
-					avx512GemmKernel6x32Multi(tile.ptr, tile.rs, tile.cs, bStrip, cTile, ldcBytes, kc, accumulate, n, tile.tileStride)
-				} else {
-					avx512GemmKernel6x64Multi(tile.ptr, tile.rs, tile.cs, bStrip, cTile, ldcBytes, kc, accumulate, n, tile.tileStride)
-				}
+				gemmKernelMulti(width, tile.ptr, tile.rs, tile.cs, bStrip, cTile, ldcBytes, kc, accumulate, n, tile.tileStride)
 				t += n - 1
 				continue
 			}
@@ -1100,10 +1113,6 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 		p, s := task/numStrips, task%numStrips
 		gemmPackBStrip(b, kStarts[p], kStarts[p+1]-kStarts[p], s*width, min(width, N-s*width), pb.strip(p, s), width)
 	})
-	kernel, kernelMulti := avx512GemmKernel6x64, avx512GemmKernel6x64Multi
-	if width == gemmNRNarrow {
-		kernel, kernelMulti = avx512GemmKernel6x32, avx512GemmKernel6x32Multi
-	}
 
 	fullH, fullW := spec.FullH, spec.FullW
 	slabLen := fullH * fullW * c
@@ -1151,12 +1160,12 @@ func avx512GemmCol2Im(backend *gobackend.Backend, lhs, rhs, output []float32, rh
 					// C element (x, ch) of this row and strip is at slab[(slabRow + x*SX + tap[1])*c + c0 + ch].
 					if fullTiles > 0 {
 						cPtr := unsafe.Pointer(&slab[(slabRow+tap[1])*c+c0])
-						kernelMulti(a.at(m0, k0), rsBytes, 4, bStrip, cPtr, ldc, kc, true, fullTiles, gemmMR*rsBytes)
+						gemmKernelMulti(width, a.at(m0, k0), rsBytes, 4, bStrip, cPtr, ldc, kc, true, fullTiles, gemmMR*rsBytes)
 					}
 					if rem > 0 {
 						x0 := fullTiles * gemmMR
 						gemmCopyEdgeRows(a, m0+x0, rem, k0, kc, aEdge)
-						kernel(unsafe.Pointer(&aEdge[0]), uintptr(kc*4), 4, bStrip, unsafe.Pointer(&cEdge[0]), uintptr(width*4), kc, false,
+						gemmKernel(width, unsafe.Pointer(&aEdge[0]), uintptr(kc*4), 4, bStrip, unsafe.Pointer(&cEdge[0]), uintptr(width*4), kc, false,
 							unsafe.Pointer(&aEdge[0]))
 						for r := range rem {
 							off := (slabRow+(x0+r)*spec.SX+tap[1])*c + c0
