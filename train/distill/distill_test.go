@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dreamteacher-go/dreamteacher/configs/configstest"
+
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/configs"
 	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
@@ -21,15 +23,6 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 )
 
-func storeWith(t *testing.T, defaults map[string]any, set ...string) *model.Store {
-	t.Helper()
-	store, err := configs.NewStore(defaults, nil, set...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
-}
-
 // tinyTeacher pre-trains adm_tiny for one step on generated scenes.
 func tinyTeacher(t *testing.T) (data, ckpt string) {
 	t.Helper()
@@ -37,7 +30,7 @@ func tinyTeacher(t *testing.T) (data, ckpt string) {
 	if err := scenes.Generate(data, scenes.Config{Train: 6, Val: 2, Size: 32, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := pretrain.Diffusion(backend.Go(), storeWith(t, pretrain.DiffusionDefaults(),
+	res, err := pretrain.Diffusion(backend.Go(), configstest.Store(t, pretrain.DiffusionDefaults(),
 		"dataset=scenes", "data="+data, "size=32,32", "batch=2", "steps=1", "samples=0", "workers=1"), t.TempDir(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +41,7 @@ func tinyTeacher(t *testing.T) (data, ckpt string) {
 func TestDistillStep(t *testing.T) {
 	data, teacher := tinyTeacher(t)
 	out := t.TempDir()
-	store := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher,
+	store := configstest.Store(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher,
 		"batch=2", "steps=2", "warmup=0", "regressor_width=16", "workers=1", "feature_images=2")
 	teacherBefore := map[string][]float32{}
 	res, err := Run(backend.Go(), store, out, io.Discard)
@@ -117,7 +110,7 @@ func TestDistillErrors(t *testing.T) {
 		{"teacher=" + filepath.Join(t.TempDir(), "none.safetensors"), "none.safetensors"},
 	} {
 		set := append(append([]string{}, base...), "teacher="+teacher, tc.set)
-		_, err := Run(backend.Go(), storeWith(t, Defaults(), set...), t.TempDir(), io.Discard)
+		_, err := Run(backend.Go(), configstest.Store(t, Defaults(), set...), t.TempDir(), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want one containing %q", tc.set, err, tc.want)
 		}
@@ -130,7 +123,7 @@ func TestDistillErrors(t *testing.T) {
 // level of its FPN to be regressed.
 func TestEveryStudentVariableGetsAGradient(t *testing.T) {
 	data, teacher := tinyTeacher(t)
-	store := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher,
+	store := configstest.Store(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher,
 		"batch=2", "steps=1", "warmup=0", "regressor_width=8", "workers=1", "feature_images=0", "optimizer=sgd", "weight_decay=0", "small_stem=true")
 	if _, err := Run(backend.Go(), store, t.TempDir(), io.Discard); err != nil {
 		t.Fatal(err)
@@ -166,13 +159,13 @@ func TestEveryStudentVariableGetsAGradient(t *testing.T) {
 // L_feat + L_ld: the student's logit head is trained, the interpreter is frozen and not saved.
 func TestMixedDistillation(t *testing.T) {
 	data, teacher := tinyTeacher(t)
-	itRes, err := interpret.Run(backend.Go(), storeWith(t, interpret.Defaults(), "teacher="+teacher, "dataset=scenes", "data="+data,
+	itRes, err := interpret.Run(backend.Go(), configstest.Store(t, interpret.Defaults(), "teacher="+teacher, "dataset=scenes", "data="+data,
 		"keep_zero_label=true", "batch=2", "epochs=1", "warmup_epochs=0", "width=16", "workers=1", "overlays=0", "label_count=2"),
 		t.TempDir(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher, "mode=mixed",
+	store := configstest.Store(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher, "mode=mixed",
 		"interpreter="+itRes.Checkpoint, "batch=2", "steps=2", "warmup=0", "regressor_width=8", "workers=1", "feature_images=0", "small_stem=true")
 	res, err := Run(backend.Go(), store, t.TempDir(), io.Discard)
 	if err != nil {
@@ -198,7 +191,7 @@ func TestMixedDistillation(t *testing.T) {
 	if _, err := configs.NewStore(Defaults(), nil, "mode=labels"); err == nil || !strings.Contains(err.Error(), "mode = labels") {
 		t.Errorf("bad mode setting: %v", err)
 	}
-	bad := storeWith(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher)
+	bad := configstest.Store(t, Defaults(), "dataset=scenes", "data="+data, "size=32,32", "teacher="+teacher)
 	bad.SetParam("/mode", "labels")
 	if _, err := Run(backend.Go(), bad, t.TempDir(), io.Discard); err == nil || !strings.Contains(err.Error(), `"labels"`) {
 		t.Errorf("bad mode error: %v", err)
@@ -212,12 +205,12 @@ func TestGANTeacher(t *testing.T) {
 	if err := scenes.Generate(data, scenes.Config{Train: 4, Val: 1, Size: 32, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	gan, err := pretrain.GAN(backend.Go(), storeWith(t, pretrain.GANDefaults(), "dataset=scenes", "data="+data, "batch=2", "steps=1",
+	gan, err := pretrain.GAN(backend.Go(), configstest.Store(t, pretrain.GANDefaults(), "dataset=scenes", "data="+data, "batch=2", "steps=1",
 		"d_steps=1", "samples=0", "workers=1"), t.TempDir(), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := storeWith(t, Defaults(), "teacher="+gan.Checkpoint, "small_stem=true", "batch=2", "steps=2", "warmup=0",
+	store := configstest.Store(t, Defaults(), "teacher="+gan.Checkpoint, "small_stem=true", "batch=2", "steps=2", "warmup=0",
 		"regressor_width=8", "feature_images=2", "data=/nowhere")
 	res, err := Run(backend.Go(), store, t.TempDir(), io.Discard)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dreamteacher-go/dreamteacher/configs/configstest"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain/pretraintest"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
@@ -22,7 +23,7 @@ func TestConditionalGANTeacher(t *testing.T) {
 		"feature_images=2", "data=/nowhere", "seed=1"}
 
 	var log bytes.Buffer
-	res, err := Run(backend.Go(), storeWith(t, Defaults(), append(set, "teacher_classes=1,2")...), t.TempDir(), &log)
+	res, err := Run(backend.Go(), configstest.Store(t, Defaults(), append(set, "teacher_classes=1,2")...), t.TempDir(), &log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,11 +37,11 @@ func TestConditionalGANTeacher(t *testing.T) {
 		t.Errorf("the log does not say which classes the teacher draws:\n%s", log.String())
 	}
 
-	_, err = Run(backend.Go(), storeWith(t, Defaults(), append(set, "teacher_classes=3")...), t.TempDir(), io.Discard)
+	_, err = Run(backend.Go(), configstest.Store(t, Defaults(), append(set, "teacher_classes=3")...), t.TempDir(), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "teacher_classes") || !strings.Contains(err.Error(), "class 3") {
 		t.Errorf("class 3 of a 3-class teacher: %v, want an error naming teacher_classes", err)
 	}
-	_, err = Run(backend.Go(), storeWith(t, Defaults(), "teacher=/nowhere/adm.safetensors", "teacher_classes=1"), t.TempDir(), io.Discard)
+	_, err = Run(backend.Go(), configstest.Store(t, Defaults(), "teacher=/nowhere/adm.safetensors", "teacher_classes=1"), t.TempDir(), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "teacher_classes [1]") || !strings.Contains(err.Error(), "not a BigGAN") {
 		t.Errorf("teacher_classes for a teacher that is not a BigGAN: %v", err)
 	}

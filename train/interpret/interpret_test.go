@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dreamteacher-go/dreamteacher/configs/configstest"
+
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/configs"
 	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
@@ -26,15 +28,6 @@ import (
 	"github.com/gomlx/gomlx/ml/model"
 )
 
-func storeWith(t *testing.T, defaults map[string]any, set ...string) *model.Store {
-	t.Helper()
-	store, err := configs.NewStore(defaults, nil, set...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
-}
-
 // fixture is a tiny scenes dataset and a teacher checkpoint pre-trained on it for one step
 // (adm_tiny at 32 px).
 func fixture(t *testing.T) (data, teacher string) {
@@ -43,7 +36,7 @@ func fixture(t *testing.T) (data, teacher string) {
 	if err := scenes.Generate(data, scenes.Config{Train: 8, Val: 4, Size: 32, Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	store := storeWith(t, pretrain.DiffusionDefaults(), "dataset=scenes", "data="+data, "adm=adm_tiny", "size=32,32",
+	store := configstest.Store(t, pretrain.DiffusionDefaults(), "dataset=scenes", "data="+data, "adm=adm_tiny", "size=32,32",
 		"batch=2", "steps=1", "samples=0", "workers=1")
 	res, err := pretrain.Diffusion(backend.Go(), store, t.TempDir(), io.Discard)
 	if err != nil {
@@ -53,7 +46,7 @@ func fixture(t *testing.T) (data, teacher string) {
 }
 
 func interpretStore(t *testing.T, data, teacher string, set ...string) *model.Store {
-	return storeWith(t, Defaults(), append([]string{"teacher=" + teacher, "dataset=scenes", "data=" + data,
+	return configstest.Store(t, Defaults(), append([]string{"teacher=" + teacher, "dataset=scenes", "data=" + data,
 		"keep_zero_label=true", "batch=2", "epochs=1", "warmup_epochs=0", "width=16", "workers=1", "overlays=2", "log_every=1"}, set...)...)
 }
 

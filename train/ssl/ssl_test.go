@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dreamteacher-go/dreamteacher/configs/configstest"
+
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/configs"
 	_ "github.com/dreamteacher-go/dreamteacher/datasets/all"
@@ -23,15 +25,6 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/gomlx/gomlx/ml/model"
 )
-
-func storeWith(t *testing.T, defaults map[string]any, set ...string) *model.Store {
-	t.Helper()
-	store, err := configs.NewStore(defaults, nil, set...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
-}
 
 func f32(v *model.Variable) []float32 { return tensors.MustCopyFlatData[float32](v.MustValue()) }
 
@@ -90,7 +83,7 @@ func TestInterleave(t *testing.T) {
 // parts, a queue of 6 (so the second enqueue wraps), m = 0.9.
 func tinyStep(t *testing.T, set ...string) (*model.Store, *Step, *train.Trainer) {
 	t.Helper()
-	store := storeWith(t, Defaults(), append([]string{"size=16,16", "small_stem=true", "batch=4", "queue=6", "key_momentum=0.9",
+	store := configstest.Store(t, Defaults(), append([]string{"size=16,16", "small_stem=true", "batch=4", "queue=6", "key_momentum=0.9",
 		"proj_dim=8", "steps=10"}, set...)...)
 	step, err := NewStep(store)
 	if err != nil {
@@ -291,7 +284,7 @@ func TestRunInitialisesFinetune(t *testing.T) {
 			set := append([]string{"ssl_method=" + tc.method, "dataset=scenes", "data=" + data, "size=32,32", "small_stem=true", "batch=4",
 				"key_momentum=0.5", "proj_dim=16", "workers=1", "log_every=1", "schedule=constant"}, tc.set...) // constant: the same rates at steps=2 and 3
 			out := t.TempDir()
-			res, err := Run(backend.Go(), storeWith(t, Defaults(), append(set, "steps=3")...), out, io.Discard)
+			res, err := Run(backend.Go(), configstest.Store(t, Defaults(), append(set, "steps=3")...), out, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -314,7 +307,7 @@ func TestRunInitialisesFinetune(t *testing.T) {
 // three steps straight.
 func checkResume(t *testing.T, set []string, want string, straight *model.Store) {
 	split := t.TempDir()
-	if _, err := Run(backend.Go(), storeWith(t, Defaults(), append(set, "steps=2")...), split, io.Discard); err != nil {
+	if _, err := Run(backend.Go(), configstest.Store(t, Defaults(), append(set, "steps=2")...), split, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	last, _, _ := train.Latest(split)
