@@ -120,8 +120,10 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 	}
 	t0 := time.Now()
 	elapsed := func() time.Duration { return time.Duration(prior*float64(time.Second)) + time.Since(t0) }
+	var savedElapsed time.Duration // the training time the newest checkpoint records
 	save := func(step int64) error {
-		store.SetParam(TrainSecondsParam, elapsed().Seconds())
+		savedElapsed = elapsed()
+		store.SetParam(TrainSecondsParam, savedElapsed.Seconds())
 		p, err := Save(store, cfg.Dir, step, meta(), cfg.Keep, cfg.Exclude...)
 		if err != nil {
 			return err
@@ -189,12 +191,15 @@ func Run(tr Stepper, store *model.Store, next Batches, cfg LoopConfig) (Summary,
 		return sum, err
 	}
 	sum.Steps = CurrentStep(store)
+	sum.Elapsed = elapsed()
 	if sum.Steps > start || sum.Checkpoint == "" {
 		if err := save(sum.Steps); err != nil {
 			return sum, err
 		}
+		// The run's training time is what its final checkpoint records, so that a run resumed
+		// from it counts from there (its own write is not training).
+		sum.Elapsed = savedElapsed
 	}
-	sum.Elapsed = elapsed()
 	if records, err := ReadMetrics(sum.Metrics); err == nil && len(records) > 1 {
 		if err := PlotLosses(records, lossKeys(records), cfg.Title, sum.Plot); err != nil {
 			return sum, err
