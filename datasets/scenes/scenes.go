@@ -8,7 +8,8 @@
 // triangle, ring, cross, star — with random colour, shading, scale, aspect, rotation and
 // position (objects may be cut by the border). Objects occlude the earlier ones, each keeping
 // at least half of its area visible. Some scenes hold a crowd: a cluster of small shapes of one
-// class annotated as one iscrowd region. Generate(dir, cfg) writes:
+// class annotated as one iscrowd region. Config.Plain flattens the textures and Config.Objects
+// labels every object as one class, "object" (the demo's task). Generate(dir, cfg) writes:
 //
 //	dir/coco/annotations/instances_{train,val}2017.json
 //	dir/coco/{train,val}2017/000000000001.jpg ...
@@ -65,6 +66,34 @@ type Config struct {
 	// their colours and the masks are those of the textured scenes of the same seed: an easier
 	// variant of the same dataset, for small generative teachers and short demos.
 	Plain bool
+	// Objects labels every object as one class, "object" (ObjectClasses): the task becomes
+	// objects against background, in the semantic masks (value 1) and in the COCO annotations
+	// (category id 1). The pictures are those of the same config without it, byte for byte.
+	// It is the demo's task: a teacher small enough to train in minutes learns where the
+	// objects are long before it learns their shapes (docs/RESULTS.md).
+	Objects bool
+}
+
+// ObjectClasses are the classes of Config.Objects scenes, with ObjectCategoryIDs.
+var (
+	ObjectClasses     = []string{"object"}
+	ObjectCategoryIDs = []int64{1}
+)
+
+// classes are the class names and COCO category ids c's annotations use.
+func (c Config) classes() ([]string, []int64) {
+	if c.Objects {
+		return ObjectClasses, ObjectCategoryIDs
+	}
+	return Classes, CategoryIDs
+}
+
+// class is the class index an object of shape class k is annotated with.
+func (c Config) class(k int) int {
+	if c.Objects {
+		return 0
+	}
+	return k
 }
 
 // DefaultConfig is what the demo and the registry use.
@@ -199,8 +228,9 @@ func Generate(dir string, cfg Config) error {
 			}
 		}
 		f := coco.File{Info: map[string]any{"description": "DreamTeacher-Go synthetic scenes", "seed": c.Seed}}
-		for i, c := range Classes {
-			f.Categories = append(f.Categories, coco.Category{ID: CategoryIDs[i], Name: c, Supercategory: "shape"})
+		names, ids := c.classes()
+		for i, name := range names {
+			f.Categories = append(f.Categories, coco.Category{ID: ids[i], Name: name, Supercategory: "shape"})
 		}
 		f.Images = make([]coco.Image, 0, sp.n)
 		f.Annotations = []coco.Annotation{}
@@ -225,7 +255,8 @@ func Generate(dir string, cfg Config) error {
 			return err
 		}
 	}
-	if err := ade20k.WriteObjectInfo(filepath.Join(adeRoot, "objectInfo150.txt"), Classes); err != nil {
+	names, _ := c.classes()
+	if err := ade20k.WriteObjectInfo(filepath.Join(adeRoot, "objectInfo150.txt"), names); err != nil {
 		return err
 	}
 	cfg.Workers = 0
@@ -298,7 +329,7 @@ func render(rng *rand.Rand, c Config) *scene {
 			if id := ids[p]; id > 0 {
 				o := objs[id-1]
 				col = o.colour(x, y)
-				s.semantic[p] = uint8(o.class + 1)
+				s.semantic[p] = uint8(c.class(o.class) + 1)
 			} else {
 				col = bg.colour(x, y)
 			}
@@ -310,6 +341,7 @@ func render(rng *rand.Rand, c Config) *scene {
 		}
 	}
 	// Annotations of the visible parts.
+	_, catIDs := c.classes()
 	for k, o := range objs {
 		vis := make([]uint8, n*n)
 		area := 0
@@ -321,7 +353,7 @@ func render(rng *rand.Rand, c Config) *scene {
 		}
 		box := coco.MaskBox(vis, n, n)
 		a := coco.Annotation{
-			CategoryID: CategoryIDs[o.class],
+			CategoryID: catIDs[c.class(o.class)],
 			Area:       float64(area),
 			BBox:       []float64{float64(box[0]), float64(box[1]), float64(box[2] - box[0]), float64(box[3] - box[1])},
 		}

@@ -262,3 +262,75 @@ func TestPlainScenes(t *testing.T) {
 		}
 	}
 }
+
+// Objects scenes are the scenes of the same config with every object labelled "object": the
+// same pictures, the same masks with one class, the same annotations with category id 1.
+func TestObjectScenes(t *testing.T) {
+	shapes, objects := t.TempDir(), t.TempDir()
+	cfg := Config{Train: 4, Val: 2, Size: 48, Seed: 7}
+	if err := Generate(shapes, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Objects = true
+	if err := Generate(objects, cfg); err != nil {
+		t.Fatal(err)
+	}
+	hs, ho := hashTree(t, shapes), hashTree(t, objects)
+	for k, v := range hs {
+		if filepath.Ext(k) == ".jpg" && ho[k] != v {
+			t.Errorf("%s differs between the object and the shape scenes", k)
+		}
+	}
+	for _, split := range []string{"train", "val"} {
+		s, err := Open(shapes, split, datasets.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := Open(objects, split, datasets.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Classes(); len(got) != 1 || got[0] != "object" {
+			t.Fatalf("%s classes %q, want [object]", split, got)
+		}
+		objectPixels := 0
+		for i := range s.Len() {
+			a, err := s.Get(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := o.Get(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for p, l := range a.Semantic { // reduce_zero_label: background 255, classes from 0
+				want := uint8(255)
+				if l != 255 {
+					want, objectPixels = 0, objectPixels+1
+				}
+				if b.Semantic[p] != want {
+					t.Fatalf("%s image %d pixel %d: label %d, want %d (shape label %d)", split, i, p, b.Semantic[p], want, l)
+				}
+			}
+		}
+		if objectPixels == 0 {
+			t.Errorf("%s: no object pixels", split)
+		}
+		name := "instances_" + map[string]string{"train": "train2017", "val": "val2017"}[split] + ".json"
+		fs := readCOCO(t, filepath.Join(COCODir(shapes), "annotations", name))
+		fo := readCOCO(t, filepath.Join(COCODir(objects), "annotations", name))
+		if len(fo.Categories) != 1 || fo.Categories[0].ID != 1 || fo.Categories[0].Name != "object" {
+			t.Errorf("%s categories %+v, want one: 1 object", split, fo.Categories)
+		}
+		if len(fo.Annotations) != len(fs.Annotations) {
+			t.Fatalf("%s: %d annotations, want %d", split, len(fo.Annotations), len(fs.Annotations))
+		}
+		for i, a := range fo.Annotations {
+			want := fs.Annotations[i]
+			if a.CategoryID != 1 || string(a.Segmentation) != string(want.Segmentation) || a.Area != want.Area || a.IsCrowd != want.IsCrowd {
+				t.Errorf("%s annotation %d: category %d, area %g, crowd %d; want 1, %g, %d and the same segmentation",
+					split, i, a.CategoryID, a.Area, a.IsCrowd, want.Area, want.IsCrowd)
+			}
+		}
+	}
+}
