@@ -189,8 +189,9 @@ func Latest(dir string) (c Checkpoint, ok bool, err error) {
 }
 
 // Restore loads every variable and parameter of the checkpoint at path into store, creating the
-// variables that do not exist; a variable that exists with another shape or dtype is an error
-// naming it. Parameters already set in the store are overwritten by the checkpoint's; callers
+// variables that do not exist (as float32 where an export wrote them in half precision);
+// floating-point values are converted to an existing variable's dtype, and another shape or a
+// non-float dtype mismatch is an error naming the variable. Parameters already set in the store are overwritten by the checkpoint's; callers
 // apply command-line overrides after Restore.
 func Restore(store *model.Store, path string) (Checkpoint, error) {
 	st, meta, err := safetensors.ReadFile(path)
@@ -371,6 +372,12 @@ func setVariable(store *model.Store, fullPath string, st safetensors.Tensor, tra
 			return fmt.Errorf("variable %s: the checkpoint has shape %s, the model %s", fullPath, t.Shape(), v.Shape())
 		}
 		return v.SetValue(t)
+	}
+	if dt := t.DType(); dt == dtypes.Float16 || dt == dtypes.BFloat16 {
+		// Only `export` writes half precision; the models compute in float32.
+		if t, err = castFloat(t, dtypes.Float32); err != nil {
+			return fmt.Errorf("variable %s: %w", fullPath, err)
+		}
 	}
 	v, err := store.CreateVariable(fullPath, t)
 	if err != nil {

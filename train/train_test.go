@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -652,7 +653,8 @@ func TestLRMult(t *testing.T) {
 }
 
 // Export keeps the scopes asked for, in the precision asked for, with the settings; loading the
-// half-precision file into float32 variables gives the float16-rounded weights; a value float16
+// half-precision file into float32 variables (existing, or created by Restore) gives the
+// float16-rounded weights; a value float16
 // cannot hold is an error naming the tensor.
 func TestExport(t *testing.T) {
 	dir := t.TempDir()
@@ -690,6 +692,16 @@ func TestExport(t *testing.T) {
 		if math.Abs(float64(got[i]-want)) > 2e-3*math.Abs(float64(want)) || (i == 0 && got[i] != 1) {
 			t.Errorf("weight %d: %g, want %g rounded to float16", i, got[i], want)
 		}
+	}
+	// Restore into an empty store (what `sample` does) creates float32 variables.
+	fresh := model.NewStore()
+	if _, err := Restore(fresh, out); err != nil {
+		t.Fatal(err)
+	}
+	if v := fresh.GetVariable("/ema/unet/conv/weights"); v == nil || v.Shape().DType != dtypes.Float32 {
+		t.Errorf("restored %v, want a float32 variable", v)
+	} else if g := tensors.MustCopyFlatData[float32](v.MustValue()); !slices.Equal(g, got) {
+		t.Errorf("restored %v, want %v as LoadScope", g, got)
 	}
 	src.GetVariable("/ema/unet/conv/weights").SetValue(tensors.FromValue([]float32{1, 1e6, 0}))
 	if path, err = Save(src, dir, 11, nil, 0); err != nil {

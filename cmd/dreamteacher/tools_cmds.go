@@ -23,6 +23,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	"github.com/dreamteacher-go/dreamteacher/train/probe"
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph"
@@ -97,29 +98,36 @@ func runSample(args []string) error {
 		fmt.Fprintf(stdout, "%d samples of %s -> %s\n", *n, name, *out)
 		return nil
 	}
-	name, ok := settings["adm"].(string)
-	if !ok {
-		return fmt.Errorf("%s: not a teacher checkpoint (no adm or biggan setting)", path)
-	}
-	cfg, err := adm.GetConfig(name)
+	name, err := admSampleGrid(b, store, settings, path, *n, *steps, *sampler, *ema, *out)
 	if err != nil {
-		return err
-	}
-	proc, err := pretrain.Process(store, cfg)
-	if err != nil {
-		return err
-	}
-	size := settings["size"].([]int)
-	scope := "unet"
-	if *ema {
-		scope = "ema/unet"
-	}
-	m := pretrain.ScopedUNet(cfg, scope)
-	if err := pretrain.SampleGrid(b, store, proc, cfg, m, *sampler, *n, size[0], size[1], *steps, *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d samples of %s (%s, %d steps) -> %s\n", *n, name, *sampler, *steps, *out)
 	return nil
+}
+
+// admSampleGrid draws n samples of the ADM teacher restored into store from the checkpoint at
+// path (whose settings are given) into the PNG grid out, and returns the ADM configuration's name.
+func admSampleGrid(b compute.Backend, store *model.Store, settings map[string]any, path string, n, steps int, sampler string, ema bool, out string) (string, error) {
+	name, ok := settings["adm"].(string)
+	if !ok {
+		return "", fmt.Errorf("%s: not a teacher checkpoint (no adm or biggan setting)", path)
+	}
+	cfg, err := adm.GetConfig(name)
+	if err != nil {
+		return "", err
+	}
+	proc, err := pretrain.Process(store, cfg)
+	if err != nil {
+		return "", err
+	}
+	size := settings["size"].([]int)
+	scope := "unet"
+	if ema {
+		scope = "ema/unet"
+	}
+	m := pretrain.ScopedUNet(cfg, scope)
+	return name, pretrain.SampleGrid(b, store, proc, cfg, m, sampler, n, size[0], size[1], steps, out)
 }
 
 // checkpointPath resolves a checkpoint flag: a file, or the newest checkpoint of a folder.
