@@ -16,6 +16,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
 	"github.com/dreamteacher-go/dreamteacher/eval/coco"
 	"github.com/dreamteacher-go/dreamteacher/models/backbones"
+	"github.com/dreamteacher-go/dreamteacher/models/nn"
 	"github.com/dreamteacher-go/dreamteacher/models/heads/maskrcnn"
 	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/gomlx/compute"
@@ -78,6 +79,9 @@ func InstsegDefaults() map[string]any {
 		"optimizer":    "sgd",
 		"momentum":     0.9,
 		"weight_decay": 1e-4,
+		// freeze_backbone trains the heads only (FPN, RPN, RoI heads), on the backbone's features
+		// as they are, BatchNorm statistics included (as semseg).
+		"freeze_backbone": false,
 		// backbone_lr_mult scales the backbone's learning rate against the heads' (as semseg).
 		"backbone_lr_mult": 1.0,
 		"clip_norm":        0.0,
@@ -120,6 +124,7 @@ type instsegSetup struct {
 	store       *model.Store
 	backbone    backbones.Entry
 	smallStem   bool
+	frozen      bool // the backbone is frozen (freeze_backbone)
 	cfg         maskrcnn.Config
 	classes     []string
 	categoryIDs []int64 // COCO category id of each class
@@ -145,7 +150,8 @@ func newInstsegSetup(store *model.Store, classes []string, categoryIDs []int64) 
 	if len(canvas) != 2 || canvas[0] <= 0 || canvas[1] <= 0 {
 		return nil, fmt.Errorf("canvas must be (height, width), got %v", canvas)
 	}
-	return &instsegSetup{store: store, backbone: entry, smallStem: configs.Get[bool](store, "small_stem"), cfg: cfg,
+	return &instsegSetup{store: store, backbone: entry, smallStem: configs.Get[bool](store, "small_stem"),
+		frozen: configs.Get[bool](store, "freeze_backbone"), cfg: cfg,
 		classes: classes, categoryIDs: categoryIDs, canvas: [2]int(canvas), testSize: [2]int{num("min_size_test"), num("max_size_test")},
 		evalBatch: num("eval_batch"), visThresh: configs.Get[float64](store, "vis_threshold")}, nil
 }
@@ -164,7 +170,11 @@ func (s *instsegSetup) features(scope *model.Scope, images, sizes *Node) backbon
 	inside := LogicalAnd(LessThan(rows, hs), LessThan(cols, ws))
 	inside = BroadcastToDims(Reshape(inside, n, h, w, 1), n, h, w, 3)
 	x = Where(inside, x, ZerosLike(x))
-	return s.backbone.Build(scope.In("backbone"), x, backbones.Options{SmallInputStem: s.smallStem}).Features
+	bscope := scope.In("backbone")
+	if s.frozen {
+		nn.Freeze(bscope)
+	}
+	return s.backbone.Build(bscope, x, backbones.Options{SmallInputStem: s.smallStem}).Features
 }
 
 // Instseg fine-tunes Mask R-CNN on the backbone and evaluates it with COCO AP on the store's
@@ -280,11 +290,15 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		// detectron2's infinite sampler has no partial batches.
 		return []*tensors.Tensor{batch.Images, batch.Boxes, trainingClasses(batch), batch.Masks, sizes}, nil
 	}
+	trained := []string{"/model"}
+	if setup.frozen {
+		trained = []string{"/model/fpn", "/model/rpn", "/model/roi_heads"}
+	}
 	tr, err := train.NewTrainer(b, store, train.Config{
 		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay"), Momentum: flt("momentum")},
 		Schedule:  sched,
 		ClipNorm:  flt("clip_norm"),
-		Train:     []string{"/model"},
+		Train:     trained,
 		LRMult:    backboneLRMult(flt("backbone_lr_mult")),
 	}, lossFn)
 	if err != nil {

@@ -115,6 +115,22 @@ func TestInstsegFineTuneStepAndEval(t *testing.T) {
 // TestInstsegScheduleResumes trains under a detectron2-style schedule (warm-up, one decay
 // step), checks its learning rates, then resumes from the checkpoint after the
 // first step in a fresh store: the next losses are the uninterrupted run's.
+// With freeze_backbone only the heads train (as semseg): the backbone, BatchNorm's running
+// statistics included, keeps its initial values.
+func TestInstsegFrozenBackbone(t *testing.T) {
+	data := tinyInstanceScenes(t)
+	first, err := Instseg(backend.Go(), instsegStore(t, data, "steps=1", "overlays=0"), t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := instsegStore(t, data, "init="+first.Checkpoint, "init_scope=/model/backbone", "freeze_backbone=true", "overlays=0")
+	res, err := Instseg(backend.Go(), store, t.TempDir(), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFrozenBackbone(t, first.Checkpoint, res.Checkpoint)
+}
+
 func TestInstsegScheduleResumes(t *testing.T) {
 	sched := maskrcnn.Schedule{MaxIter: 3, Steps: []int{2}, BaseLR: 0.01, ImsPerBatch: 2, WarmupIters: 1, WarmupFactor: 0.5,
 		Gamma: 0.1, Momentum: 0.9, WeightDecay: 1e-4}

@@ -83,11 +83,18 @@ func TestSemsegFrozenBackbone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkFrozenBackbone(t, first.Checkpoint, res.Checkpoint)
+}
+
+// checkFrozenBackbone checks that between the checkpoints before and after every variable under
+// /model/backbone/ kept its value and some other /model/ variable changed.
+func checkFrozenBackbone(t *testing.T, beforePath, afterPath string) {
+	t.Helper()
 	before, after := model.NewStore(), model.NewStore()
 	for _, c := range []struct {
 		s    *model.Store
 		path string
-	}{{before, first.Checkpoint}, {after, res.Checkpoint}} {
+	}{{before, beforePath}, {after, afterPath}} {
 		if _, err := train.Restore(c.s, c.path); err != nil {
 			t.Fatal(err)
 		}
