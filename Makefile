@@ -8,10 +8,11 @@ GO ?= go
 # Test-run limits: the suite must stay well under 25 minutes on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 40m
 
-.PHONY: help build test demo demo-quick bench lint pretrain-imagenet camvid clean
+.PHONY: help build test demo demo-quick demo-teacher bench lint pretrain-imagenet camvid clean
 
 help:
-	@echo "make demo               the demo on the embedded default (generated scenes)"
+	@echo "make demo               the demo on the embedded default (generated scenes, shipped teacher; TRAIN_TEACHER=1 trains it)"
+	@echo "make demo-teacher       trains the demo's teacher again (~20 min) and ships it (cmd/dreamteacher/demo_teacher.safetensors)"
 	@echo "make test               the test suite (Go backend)"
 	@echo "make bench              training steps (ResNet-18, ADM teacher, distillation): GoMLX vs PyTorch, side by side"
 	@echo "make lint               gofmt + go vet"
@@ -28,8 +29,18 @@ build:
 test:
 	$(GO) test $(TESTFLAGS) ./... github.com/gomlx/compute/...
 
+# TRAIN_TEACHER=1 pre-trains the teacher (configs/demo_teacher.conf, ~20 min on 2 cores) instead
+# of using the shipped one.
+TRAIN_TEACHER ?=
 demo: build
-	./$(BIN) demo
+	./$(BIN) demo $(if $(TRAIN_TEACHER),--train-teacher)
+
+# The shipped demo teacher, made again: the demo with --train-teacher, then its EMA UNet in float16
+# into the file the binary embeds (rebuild to ship it).
+demo-teacher: build
+	./$(BIN) demo --train-teacher --out out/demo-teacher
+	./$(BIN) export --checkpoint out/demo-teacher/teacher --scope /ema/unet --dtype float16 --out cmd/dreamteacher/demo_teacher.safetensors
+	$(GO) build -o $(BIN) ./cmd/dreamteacher
 
 demo-quick: build
 	./$(BIN) demo --quick

@@ -1,6 +1,7 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"io"
 	"math"
@@ -11,9 +12,11 @@ import (
 
 	"github.com/dreamteacher-go/dreamteacher/configs"
 	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
+	"github.com/dreamteacher-go/dreamteacher/train"
 	"github.com/dreamteacher-go/dreamteacher/train/distill"
 	"github.com/dreamteacher-go/dreamteacher/train/finetune"
 	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
+	"github.com/gomlx/compute"
 	"github.com/gomlx/gomlx/ml/model"
 )
 
@@ -21,10 +24,19 @@ func init() {
 	register("demo", "the whole method on generated scenes: teacher, distillation, few-label fine-tuning vs random init", runDemo)
 }
 
+// demoTeacher is the demo's teacher, shipped so that the demo spends its minutes on
+// distillation and fine-tuning: adm_demo pre-trained on the demo's scenes (their images, no
+// labels) with configs/demo_teacher.conf, its EMA UNet exported in float16 (`make demo-teacher`
+// trains and exports it again; docs/RESULTS.md has its loss curve and samples).
+//
+//go:embed demo_teacher.safetensors
+var demoTeacher []byte
+
 // demoPlan is what the demo runs: the configs/demo_*.conf files plus the overrides of a size.
 type demoPlan struct {
 	scenes                      scenes.Config
 	teacher, distill, seg, inst []string // --set overrides of each stage
+	shipped                     bool     // use demoTeacher (unless --train-teacher)
 	describe                    string
 }
 
@@ -32,17 +44,19 @@ func demoPlans(quick bool) demoPlan {
 	if quick {
 		// Under 3 minutes on 2 cores: 32x32 images, the tiny teacher, a few steps each.
 		return demoPlan{
-			scenes:   scenes.Config{Train: 32, Val: 8, Size: 32, Seed: 1},
+			scenes:   scenes.Config{Train: 32, Val: 8, Size: 32, Seed: 1, Objects: true},
 			teacher:  []string{"adm=adm_tiny", "size=32,32", "batch=4", "steps=4", "samples=4", "sample_steps=4"},
 			distill:  []string{"size=32,32", "small_stem=true", "regressor_width=16", "batch=4", "steps=4", "warmup=1", "feature_images=2"},
-			seg:      []string{"small_stem=true", "label_count=8", "crop=32,32", "scale=32,32", "head_channels=16", "batch=4", "steps=4", "warmup=1", "overlays=2"},
-			inst:     []string{"small_stem=true", "label_count=8", "min_size_train=32", "max_size_train=32", "min_size_test=32", "max_size_test=32", "canvas=32,32", "batch=2", "steps=4", "warmup=1", "overlays=2"},
+			seg:      []string{"small_stem=true", "crop=32,32", "scale=32,32", "head_channels=16", "batch=4", "steps=4", "warmup=1", "overlays=2"},
+			inst:     []string{"small_stem=true", "min_size_train=32", "max_size_train=32", "min_size_test=32", "max_size_test=32", "canvas=32,32", "batch=2", "steps=4", "warmup=1", "overlays=2"},
 			describe: "quick: 32x32 scenes, 32 train / 8 val images, 8 labelled; a few steps per stage",
 		}
 	}
+	// The scenes the shipped teacher was trained on (Objects changes the labels, not the images).
 	return demoPlan{
-		scenes:   scenes.Config{Train: 256, Val: 64, Size: 64, Seed: 1},
-		describe: "64x64 scenes, 256 train / 64 val images, 32 labelled",
+		scenes:   scenes.Config{Train: 256, Val: 64, Size: 64, Seed: 1, Objects: true},
+		shipped:  true,
+		describe: "64x64 scenes, objects vs background, 256 train / 64 val images, 8 labelled",
 	}
 }
 
@@ -50,6 +64,8 @@ func runDemo(args []string) error {
 	fs, backendFlag := flagSet("demo")
 	out := fs.String("out", "out/demo", "output folder")
 	quick := fs.Bool("quick", false, "the few-step variant (under 3 minutes; run by the tests)")
+	trainTeacher := fs.Bool("train-teacher", false, "pre-train the teacher (configs/demo_teacher.conf) instead of using the shipped one")
+	seed := fs.Int("seed", 0, "the seed of the distillation and of both fine-tunings (their labelled images, data order and head initialisation)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -58,7 +74,11 @@ func runDemo(args []string) error {
 		return err
 	}
 	plan := demoPlans(*quick)
-	fmt.Fprintf(stdout, "DreamTeacher demo (%s) on backend %s\n", plan.describe, choice.Config)
+	seedSet := fmt.Sprintf("seed=%d", *seed)
+	plan.distill = append(plan.distill, seedSet)
+	plan.seg = append(plan.seg, seedSet)
+	plan.inst = append(plan.inst, seedSet)
+	fmt.Fprintf(stdout, "DreamTeacher demo (%s, seed %d) on backend %s\n", plan.describe, *seed, choice.Config)
 	log := io.Writer(os.Stderr)
 	t0 := time.Now()
 
@@ -89,19 +109,28 @@ func runDemo(args []string) error {
 		return store, os.MkdirAll(dir, 0o755)
 	}
 
-	done = stage("1/4 pre-training the ADM teacher (no labels)")
-	store, err := run("demo_teacher", pretrain.DiffusionDefaults(), plan.teacher, filepath.Join(*out, "teacher"))
-	if err != nil {
-		return err
-	}
-	teacher, err := pretrain.Diffusion(b, store, filepath.Join(*out, "teacher"), log)
-	if err != nil {
-		return err
+	var teacher pretrain.DiffusionResult
+	teacherDir := filepath.Join(*out, "teacher")
+	shipped := plan.shipped && !*trainTeacher
+	if shipped {
+		done = stage("1/4 the shipped ADM teacher (pre-trained on these scenes' images, no labels): its samples")
+		if teacher, err = shippedTeacher(b, teacherDir); err != nil {
+			return err
+		}
+	} else {
+		done = stage("1/4 pre-training the ADM teacher (no labels)")
+		store, err := run("demo_teacher", pretrain.DiffusionDefaults(), plan.teacher, teacherDir)
+		if err != nil {
+			return err
+		}
+		if teacher, err = pretrain.Diffusion(b, store, teacherDir, log); err != nil {
+			return err
+		}
 	}
 	teacherTime := done()
 
 	done = stage("2/4 distilling the teacher into ResNet-18 (no labels)")
-	store, err = run("demo_distill", distill.Defaults(), append([]string{"teacher=" + teacher.Checkpoint}, plan.distill...), filepath.Join(*out, "distill"))
+	store, err := run("demo_distill", distill.Defaults(), append([]string{"teacher=" + teacher.Checkpoint}, plan.distill...), filepath.Join(*out, "distill"))
 	if err != nil {
 		return err
 	}
@@ -154,14 +183,18 @@ func runDemo(args []string) error {
 	}
 
 	var md strings.Builder
-	fmt.Fprintf(&md, "DreamTeacher demo: %s; backend %s; total %s\n\n", plan.describe, choice.Config, time.Since(t0).Round(time.Second))
+	fmt.Fprintf(&md, "DreamTeacher demo: %s, seed %d; backend %s; total %s\n\n", plan.describe, *seed, choice.Config, time.Since(t0).Round(time.Second))
 	fmt.Fprintf(&md, "| backbone | mIoU | APbb | APmk | semseg time | instseg time |\n|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		fmt.Fprintf(&md, "| %s | %s | %s | %s | %s | %s |\n", r.name, num1(r.miou), num1(r.apbb), num1(r.apmk),
 			r.segTime.Round(time.Second), r.instTime.Round(time.Second))
 	}
-	fmt.Fprintf(&md, "\n| stage | time |\n|---|---:|\n| generate scenes | %s |\n| teacher pre-training (%d steps, final loss %.3f) | %s |\n| distillation (%d steps, loss %.3f -> %.3f) | %s |\n",
-		genTime.Round(time.Second), teacher.Steps, teacher.LastLoss, teacherTime.Round(time.Second),
+	teacherRow := fmt.Sprintf("teacher pre-training (%d steps, final loss %.3f)", teacher.Steps, teacher.LastLoss)
+	if shipped {
+		teacherRow = fmt.Sprintf("shipped teacher (%d steps; `make demo-teacher` retrains it): %d samples", teacher.Steps, demoSamples)
+	}
+	fmt.Fprintf(&md, "\n| stage | time |\n|---|---:|\n| generate scenes | %s |\n| %s | %s |\n| distillation (%d steps, loss %.3f -> %.3f) | %s |\n",
+		genTime.Round(time.Second), teacherRow, teacherTime.Round(time.Second),
 		student.Steps, student.FirstLoss, student.LastLoss, distillTime.Round(time.Second))
 	fmt.Fprintf(&md, "\nPictures:\n- teacher samples: %s\n- teacher vs student features (PCA): %s\n", teacher.Samples, student.Features)
 	for _, r := range rows {
@@ -182,4 +215,35 @@ func num1(v float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f", v)
+}
+
+// demoSamples is how many images the demo draws from the shipped teacher.
+const demoSamples = 16
+
+// shippedTeacher writes demoTeacher into dir and draws demoSamples images from it with the
+// sampler its training run used.
+func shippedTeacher(b compute.Backend, dir string) (pretrain.DiffusionResult, error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return pretrain.DiffusionResult{}, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return pretrain.DiffusionResult{}, err
+	}
+	res := pretrain.DiffusionResult{Checkpoint: filepath.Join(dir, "teacher.safetensors"), Samples: filepath.Join(dir, "samples.png")}
+	if err := os.WriteFile(res.Checkpoint, demoTeacher, 0o644); err != nil {
+		return res, err
+	}
+	settings, err := train.ReadSettings(res.Checkpoint)
+	if err != nil {
+		return res, err
+	}
+	store := model.NewStore()
+	if _, err := train.Restore(store, res.Checkpoint); err != nil {
+		return res, err
+	}
+	res.Steps = int64(settings["steps"].(int))
+	sampler, _ := settings["sampler"].(string)
+	steps, _ := settings["sample_steps"].(int)
+	_, err = admSampleGrid(b, store, settings, res.Checkpoint, demoSamples, steps, sampler, true, res.Samples)
+	return res, err
 }

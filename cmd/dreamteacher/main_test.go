@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/dreamteacher-go/dreamteacher/configs"
 	"github.com/dreamteacher-go/dreamteacher/datasets/imagenet/imagenettest"
 	"github.com/dreamteacher-go/dreamteacher/train"
+	"github.com/dreamteacher-go/dreamteacher/train/pretrain"
 	"github.com/gomlx/gomlx/ml/model"
 )
 
@@ -217,5 +219,40 @@ func TestLinearProbeCommand(t *testing.T) {
 	code, _, stderr = runCLI(append([]string{"eval", "--task", "knn", "--init", run, "--out", t.TempDir()}, common...)...)
 	if code == 0 || !strings.Contains(stderr, "/student/backbone") {
 		t.Errorf("a run folder without a backbone: exit %d, %q", code, stderr)
+	}
+}
+
+// The shipped demo teacher is what configs/demo_teacher.conf trains (the settings that define
+// the run agree), and `sample` draws from it.
+func TestShippedDemoTeacher(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "teacher.safetensors")
+	if err := os.WriteFile(path, demoTeacher, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	settings, err := train.ReadSettings(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf, err := configs.Load("demo_teacher")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := configs.NewStore(pretrain.DiffusionDefaults(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range conf {
+		if k := set.Key; k != "checkpoint_every" && k != "log_every" {
+			if got, want := fmt.Sprint(settings[k]), fmt.Sprint(configs.Get[any](store, k)); got != want {
+				t.Errorf("shipped teacher: %s = %s, configs/demo_teacher.conf says %s", k, got, want)
+			}
+		}
+	}
+	png := filepath.Join(t.TempDir(), "samples.png")
+	if code, out, stderr := runCLI("sample", "--checkpoint", path, "--n", "1", "--steps", "2", "--out", png); code != 0 {
+		t.Fatalf("sample from the shipped teacher: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, err := os.Stat(png); err != nil {
+		t.Error(err)
 	}
 }
