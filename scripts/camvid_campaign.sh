@@ -5,12 +5,17 @@
 #   CAMVID=/path/to/camvid OUT=$HOME/runs/camvid bash scripts/camvid_campaign.sh [stage ...]
 #   make camvid-campaign CAMVID=/path/to/camvid CAMPAIGN_OUT=$HOME/runs/camvid
 #
-# Stages, in order (default: all): teacher distill mocov2 byol finetune predict table.
+# Stages, in order (default: all): teacher distill select mocov2 byol finetune predict table.
 #   teacher   pretrain-diffusion --config camvid_teacher, TEACHER_STEPS steps (default 6000)
 #   distill   distill --config camvid_distill from that teacher, DISTILL_STEPS steps (default 600)
+#   select    the self-supervised baselines' learning rates, chosen on val: for each of
+#             MOCOV2_LRS (default "0.001875 0.03": MoCo's rule for batch 16, and its batch-256
+#             rate) and BYOL_LRS (default "0.0125 0.1"), pretrain-ssl into
+#             OUT/select/<method>-lr<lr>, then UperNet with 37 labels, seed 0, into
+#             OUT/select/ft-<method>-lr<lr>-37-s0; prints each val mIoU
 #   mocov2    pretrain-ssl --method mocov2 --config camvid_mocov2 (the distillation's budget)
-#   byol      pretrain-ssl --method byol --config camvid_byol (the same budget); MOCOV2_LR and
-#             BYOL_LR set their learning rates (choose them on val)
+#   byol      pretrain-ssl --method byol --config camvid_byol (the same budget); at MOCOV2_LR and
+#             BYOL_LR when set, else the select stage's best run on val becomes OUT/<method>
 #   finetune  finetune --task semseg --config camvid_finetune for every INITS x LABELS x SEEDS,
 #             into OUT/<init>-<labels>-s<seed> (seed: the labelled subset, the data order and the
 #             head's initialisation); pre-trained backbones at BACKBONE_LR_MULT (default 1) of
@@ -35,7 +40,9 @@ LABELS=${LABELS:-12 37 367}
 SEEDS=${SEEDS:-0 1 2}
 BACKBONE_LR_MULT=${BACKBONE_LR_MULT:-1}
 PRED=${PRED:-docs/results/camvid/test}
-STAGES=${*:-teacher distill mocov2 byol finetune predict table}
+MOCOV2_LRS=${MOCOV2_LRS:-0.001875 0.03}
+BYOL_LRS=${BYOL_LRS:-0.0125 0.1}
+STAGES=${*:-teacher distill select mocov2 byol finetune predict table}
 
 [ -d "$CAMVID" ] || { echo "camvid_campaign: CAMVID=$CAMVID is not a folder" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "camvid_campaign: $BIN is missing: run make build first (or set BIN)" >&2; exit 2; }
@@ -44,6 +51,20 @@ log() { echo "[$(date -u +%H:%M:%S)] $*"; }
 
 # done_run DIR: the run finished (it wrote its result.json).
 done_run() { [ -f "$1/result.json" ]; }
+
+# miou DIR: the val mIoU in a fine-tuning run's result.json.
+miou() { grep -o '"mIoU": *[0-9.]*' "$1/result.json" | grep -o '[0-9.]*$'; }
+
+# best_lr METHOD: the select stage's learning rate of METHOD with the highest val mIoU.
+best_lr() {
+	local lrs=${1^^}_LRS best="" bestv=-1 v lr
+	for lr in ${!lrs}; do
+		done_run "$OUT/select/ft-$1-lr$lr-37-s0" || continue
+		v=$(miou "$OUT/select/ft-$1-lr$lr-37-s0")
+		if awk -v a="$v" -v b="$bestv" 'BEGIN { exit !(a > b) }'; then best=$lr bestv=$v; fi
+	done
+	echo "$best"
+}
 
 # latest DIR: the newest checkpoint of a run.
 latest() { ls "$1"/ckpt-*.safetensors 2>/dev/null | tail -1; }
@@ -67,15 +88,36 @@ for stage in $STAGES; do
 		done_run "$OUT/distill" || { log "distill ($DISTILL_STEPS steps)"
 			"$BIN" distill --config camvid_distill --set data="$CAMVID" --set teacher="$OUT/teacher" \
 				--set steps="$DISTILL_STEPS" --set checkpoint_every=100 --out "$OUT/distill"; } ;;
+	select)
+		for m in mocov2 byol; do
+			lrs=${m^^}_LRS
+			for lr in ${!lrs}; do
+				pre="$OUT/select/$m-lr$lr" ft="$OUT/select/ft-$m-lr$lr-37-s0"
+				done_run "$pre" || { log "select: $m at lr $lr"
+					"$BIN" pretrain-ssl --method "$m" --config "camvid_$m" --set data="$CAMVID" --set lr="$lr" \
+						--set checkpoint_every=100 --out "$pre"; }
+				done_run "$ft" || { log "select: $m at lr $lr, finetune with 37 labels, seed 0"
+					"$BIN" finetune --task semseg --config camvid_finetune --set data="$CAMVID" --set init="$(latest "$pre")" \
+						--set label_count=37 --set seed=0 --set checkpoint_every=100 --set overlays=0 --out "$ft"; }
+				log "select: $m lr $lr -> val mIoU $(miou "$ft") (37 labels, seed 0)"
+			done
+		done ;;
 	mocov2 | byol)
-		# MOCOV2_LR / BYOL_LR: the learning rate chosen on val (default: the config's; MoCo's own
+		# MOCOV2_LR / BYOL_LR: the learning rate, else the select stage's best on val (MoCo's own
 		# rule, 0.03 x batch/256, barely trains in 600 steps: docs/RESULTS.md).
 		lrvar=${stage^^}_LR
-		lrset=()
-		[ -z "${!lrvar:-}" ] || lrset=(--set lr="${!lrvar}")
-		done_run "$OUT/$stage" || { log "$stage ${lrset[*]}"
-			"$BIN" pretrain-ssl --method "$stage" --config "camvid_$stage" --set data="$CAMVID" "${lrset[@]}" \
-				--set checkpoint_every=100 --out "$OUT/$stage"; } ;;
+		done_run "$OUT/$stage" && continue
+		if [ -z "${!lrvar:-}" ]; then
+			lr=$(best_lr "$stage")
+			[ -n "$lr" ] || { echo "camvid_campaign: no learning rate for $stage: set ${lrvar} or run the select stage first" >&2; exit 1; }
+			log "$stage: the select stage's best on val, lr $lr ($OUT/select/$stage-lr$lr)"
+			rm -rf "$OUT/$stage"
+			ln -s "select/$stage-lr$lr" "$OUT/$stage"
+			continue
+		fi
+		log "$stage at lr ${!lrvar}"
+		"$BIN" pretrain-ssl --method "$stage" --config "camvid_$stage" --set data="$CAMVID" --set lr="${!lrvar}" \
+			--set checkpoint_every=100 --out "$OUT/$stage" ;;
 	finetune)
 		for seed in $SEEDS; do for labels in $LABELS; do for init in $INITS; do
 			run="$OUT/$init-$labels-s$seed"
@@ -101,7 +143,7 @@ for stage in $STAGES; do
 	table)
 		"$BIN" eval --results "$OUT/*-*-s*" --layout paper ;;
 	*)
-		echo "camvid_campaign: unknown stage $stage (teacher distill mocov2 byol finetune predict table)" >&2
+		echo "camvid_campaign: unknown stage $stage (teacher distill select mocov2 byol finetune predict table)" >&2
 		exit 2 ;;
 	esac
 done
