@@ -23,6 +23,10 @@
 #   predict   predict on the test split (CamVid's test.txt: images without labels) into
 #             PRED/<init>-<labels>-s<seed>/ (default docs/results/camvid/test)
 #   table     eval --results OUT/*-*-s* --layout paper (mean ± std over seeds, on val)
+#   lever     (not in the default list) one fine-tuning lever for the lever table: LEVER names it,
+#             LEVER_SET holds its settings ("freeze_backbone=true", "backbone_lr_mult=0.1", ...);
+#             for LEVER_INITS (default dt) x LABELS x SEEDS into OUT/levers/LEVER/<init>-<labels>-s<seed>,
+#             then its table
 #
 # Everything is resumable: a run with a result.json is skipped, an unfinished one resumes from its
 # last checkpoint (stop it at any time; a later session reruns the same command). OUT should lie
@@ -142,6 +146,21 @@ for stage in $STAGES; do
 		done ;;
 	table)
 		"$BIN" eval --results "$OUT/*-*-s*" --layout paper ;;
+	lever)
+		: "${LEVER:?set LEVER=<name> and LEVER_SET='<setting>=<value> ...' for the lever stage}"
+		sets=()
+		for kv in ${LEVER_SET:?set LEVER_SET='<setting>=<value> ...' for the lever stage}; do sets+=(--set "$kv"); done
+		for seed in $SEEDS; do for labels in $LABELS; do for init in ${LEVER_INITS:-dt}; do
+			run="$OUT/levers/$LEVER/$init-$labels-s$seed"
+			done_run "$run" && continue
+			src=$(init_of "$init")
+			[ -n "$src" ] || { echo "camvid_campaign: no checkpoint for init $init: run its stage first" >&2; exit 1; }
+			log "lever $LEVER ($LEVER_SET): finetune $init, $labels labels, seed $seed"
+			"$BIN" finetune --task semseg --config camvid_finetune --set data="$CAMVID" --set init="$src" \
+				--set label_count="$labels" --set seed="$seed" "${sets[@]}" \
+				--set checkpoint_every=100 --set overlays=0 --out "$run"
+		done; done; done
+		"$BIN" eval --results "$OUT/levers/$LEVER/*-*-s*" --layout paper ;;
 	*)
 		echo "camvid_campaign: unknown stage $stage (teacher distill select mocov2 byol finetune predict table)" >&2
 		exit 2 ;;
