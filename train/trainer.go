@@ -32,6 +32,9 @@ type Config struct {
 	// Train lists the scope prefixes whose trainable variables are optimised (e.g. "/student");
 	// empty means every trainable variable the graph uses. Variables outside stay frozen.
 	Train []string
+	// Frozen lists scope prefixes inside Train that are not optimised (e.g. a pre-trained
+	// backbone under "/model" probed with its features as they are).
+	Frozen []string
 	// LRMult scales the learning rate of the variables under a scope prefix (the longest
 	// matching prefix wins; 1 elsewhere), as PyTorch's parameter groups or mmseg's lr_mult: e.g.
 	// {"/model/backbone": 0.1} fine-tunes a pre-trained backbone ten times slower than its new
@@ -153,7 +156,7 @@ func (t *Trainer) trained(v *model.Variable, g *Graph) bool {
 	if !v.Trainable || !v.InUseByGraph(g) || !v.DType().IsFloat() {
 		return false
 	}
-	return len(t.cfg.Train) == 0 || underAny(v.Path(), t.cfg.Train)
+	return (len(t.cfg.Train) == 0 || underAny(v.Path(), t.cfg.Train)) && !underAny(v.Path(), t.cfg.Frozen)
 }
 
 // applyGroups runs the optimiser on the variables grouped by learning-rate multiplier

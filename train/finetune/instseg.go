@@ -290,15 +290,12 @@ func Instseg(b compute.Backend, store *model.Store, outDir string, log io.Writer
 		// detectron2's infinite sampler has no partial batches.
 		return []*tensors.Tensor{batch.Images, batch.Boxes, trainingClasses(batch), batch.Masks, sizes}, nil
 	}
-	trained := []string{"/model"}
-	if setup.frozen {
-		trained = []string{"/model/fpn", "/model/rpn", "/model/roi_heads"}
-	}
 	tr, err := train.NewTrainer(b, store, train.Config{
 		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay"), Momentum: flt("momentum")},
 		Schedule:  sched,
 		ClipNorm:  flt("clip_norm"),
-		Train:     trained,
+		Train:     []string{"/model"},
+		Frozen:    frozenBackbone(setup.frozen),
 		LRMult:    backboneLRMult(flt("backbone_lr_mult")),
 	}, lossFn)
 	if err != nil {

@@ -214,14 +214,11 @@ func Semseg(b compute.Backend, store *model.Store, outDir string, log io.Writer)
 	}
 
 	steps := int64(num("steps"))
-	trained := []string{"/model"}
-	if setup.frozen {
-		trained = []string{"/model/head"}
-	}
 	tr, err := train.NewTrainer(b, store, train.Config{
 		Optimizer: train.OptimizerConfig{Name: str("optimizer"), WeightDecay: flt("weight_decay")},
 		Schedule:  train.Schedule{Kind: str("schedule"), BaseLR: flt("lr"), MinLR: flt("min_lr"), WarmupSteps: num("warmup"), TotalSteps: int(steps)},
-		Train:     trained,
+		Train:     []string{"/model"},
+		Frozen:    frozenBackbone(setup.frozen),
 		LRMult:    backboneLRMult(flt("backbone_lr_mult")),
 	}, lossFn)
 	if err != nil {
@@ -307,6 +304,14 @@ func SemsegOverlays(p SemsegPrediction, palette []color.RGBA, alpha float64) []i
 		out = append(out, viz.Overlay(img, label, w, h, palette, alpha))
 	}
 	return out
+}
+
+// frozenBackbone is the trainer's frozen scopes: the backbone under freeze_backbone, else none.
+func frozenBackbone(frozen bool) []string {
+	if !frozen {
+		return nil
+	}
+	return []string{"/model/backbone"}
 }
 
 // backboneLRMult is the trainer's learning-rate multiplier of the backbone (nil for 1).
