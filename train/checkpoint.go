@@ -191,8 +191,8 @@ func Latest(dir string) (c Checkpoint, ok bool, err error) {
 // Restore loads every variable and parameter of the checkpoint at path into store, creating the
 // variables that do not exist (as float32 where an export wrote them in half precision);
 // floating-point values are converted to an existing variable's dtype, and another shape or a
-// non-float dtype mismatch is an error naming the variable. Parameters already set in the store are overwritten by the checkpoint's; callers
-// apply command-line overrides after Restore.
+// non-float dtype mismatch is an error naming the variable. Parameters already set in the store
+// are overwritten by the checkpoint's; callers apply command-line overrides after Restore.
 func Restore(store *model.Store, path string) (Checkpoint, error) {
 	st, meta, err := safetensors.ReadFile(path)
 	if err != nil {
