@@ -4,22 +4,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"path/filepath"
-	"slices"
-
-	"github.com/dreamteacher-go/dreamteacher/datasets"
-	"github.com/dreamteacher-go/dreamteacher/datasets/imagefolder"
-	"github.com/dreamteacher-go/dreamteacher/datasets/loader"
-	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
-	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
 	"math"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/dreamteacher-go/dreamteacher/backend"
 	"github.com/dreamteacher-go/dreamteacher/bench"
+	"github.com/dreamteacher-go/dreamteacher/datasets"
+	"github.com/dreamteacher-go/dreamteacher/datasets/imagefolder"
+	"github.com/dreamteacher-go/dreamteacher/datasets/loader"
+	"github.com/dreamteacher-go/dreamteacher/datasets/scenes"
+	"github.com/dreamteacher-go/dreamteacher/datasets/transforms"
 )
 
 func init() {
