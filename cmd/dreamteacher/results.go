@@ -356,11 +356,7 @@ func printSeedTables(tables []*seedTable) {
 				fmt.Fprintln(stdout)
 			}
 			fmt.Fprintf(stdout, "%s, %s: %s, mean ± sample std over seeds (n runs)\n\n", t.dataset, t.task, metric)
-			head := make([]string, len(labels))
-			for k, l := range labels {
-				head[k] = strconv.Itoa(l)
-			}
-			fmt.Fprintf(stdout, "| pre-training \\ labelled images | %s |\n|---|%s\n", strings.Join(head, " | "), strings.Repeat("---:|", len(labels)))
+			printLabelsHead(labels)
 			for _, m := range methods {
 				cells := make([]string, len(labels))
 				for k, l := range labels {
@@ -374,7 +370,7 @@ func printSeedTables(tables []*seedTable) {
 				}
 				fmt.Fprintf(stdout, "| %s | %s |\n", m, strings.Join(cells, " | "))
 			}
-			printPairedDifferences(t, metric, methods, labels, head)
+			printPairedDifferences(t, metric, methods, labels)
 		}
 		fmt.Fprintln(stdout)
 		for _, m := range methods {
@@ -394,31 +390,35 @@ func printSeedTables(tables []*seedTable) {
 // initialisation, and the subset alone moves mIoU by several points on CamVid (docs/RESULTS.md),
 // so the spread of the paired differences is what says whether a pre-training helps, not the
 // spread of the two means.
-func printPairedDifferences(t *seedTable, metric string, methods []string, labels []int, head []string) {
+func printPairedDifferences(t *seedTable, metric string, methods []string, labels []int) {
 	if !slices.Contains(methods, "random") || len(methods) < 2 {
 		return
 	}
+	// random[k]: random init's metric by seed, with labels[k] labelled images.
+	random := make([]map[int]float64, len(labels))
+	for k, l := range labels {
+		random[k] = map[int]float64{}
+		for _, x := range t.cells[seedCell{"random", l}] {
+			s, _ := runSeed(x)
+			if v, ok := x.r[metric].(float64); ok {
+				random[k][s] = v
+			}
+		}
+	}
 	fmt.Fprintf(stdout, "\n%s minus random's, paired by seed (the same labelled images, data order and head initialisation): "+
 		"mean ± sample std over the seeds both rows have (n pairs)\n\n", metric)
-	fmt.Fprintf(stdout, "| pre-training \\ labelled images | %s |\n|---|%s\n", strings.Join(head, " | "), strings.Repeat("---:|", len(labels)))
+	printLabelsHead(labels)
 	for _, m := range methods {
 		if m == "random" {
 			continue
 		}
 		cells := make([]string, len(labels))
 		for k, l := range labels {
-			base := map[int]float64{}
-			for _, x := range t.cells[seedCell{"random", l}] {
-				s, _ := runSeed(x)
-				if v, ok := x.r[metric].(float64); ok {
-					base[s] = v
-				}
-			}
 			var diffs []float64
 			for _, x := range t.cells[seedCell{m, l}] {
 				s, _ := runSeed(x)
 				v, ok := x.r[metric].(float64)
-				if b, paired := base[s]; ok && paired {
+				if b, paired := random[k][s]; ok && paired {
 					diffs = append(diffs, v-b)
 				}
 			}
@@ -426,6 +426,16 @@ func printPairedDifferences(t *seedTable, metric string, methods []string, label
 		}
 		fmt.Fprintf(stdout, "| %s | %s |\n", m, strings.Join(cells, " | "))
 	}
+}
+
+// printLabelsHead prints the head of a paper-layout table: rows the pre-training, columns the
+// numbers of labelled images.
+func printLabelsHead(labels []int) {
+	head := make([]string, len(labels))
+	for k, l := range labels {
+		head[k] = strconv.Itoa(l)
+	}
+	fmt.Fprintf(stdout, "| pre-training \\ labelled images | %s |\n|---|%s\n", strings.Join(head, " | "), strings.Repeat("---:|", len(labels)))
 }
 
 // signed writes a "+" before a cell that starts with a positive number.
