@@ -73,13 +73,32 @@ best_lr() {
 # latest DIR: the newest checkpoint of a run.
 latest() { ls "$1"/ckpt-*.safetensors 2>/dev/null | tail -1; }
 
-# init_of INIT: the --set init value of a pre-training name.
+# init_of INIT: the --set init value of a pre-training name; an error when its stage has not run.
 init_of() {
+	local src
 	case $1 in
-	random) echo random ;;
-	dt) latest "$OUT/distill" ;;
-	*) latest "$OUT/$1" ;;
+	random) src=random ;;
+	dt) src=$(latest "$OUT/distill") ;;
+	*) src=$(latest "$OUT/$1") ;;
 	esac
+	[ -n "$src" ] || { echo "camvid_campaign: no checkpoint for init $1: run its stage first" >&2; return 1; }
+	echo "$src"
+}
+
+# pretrain_ssl METHOD LR DIR: a self-supervised baseline with the distillation's budget, at LR.
+pretrain_ssl() {
+	"$BIN" pretrain-ssl --method "$1" --config "camvid_$1" --set data="$CAMVID" --set lr="$2" \
+		--set checkpoint_every=100 --out "$3"
+}
+
+# finetune_semseg DIR INIT LABELS SEED [SETTING=VALUE ...]: the campaign's UperNet fine-tuning.
+finetune_semseg() {
+	local dir=$1 init=$2 labels=$3 seed=$4 kv sets=()
+	shift 4
+	for kv in "$@"; do sets+=(--set "$kv"); done
+	"$BIN" finetune --task semseg --config camvid_finetune --set data="$CAMVID" --set init="$init" \
+		--set label_count="$labels" --set seed="$seed" "${sets[@]}" \
+		--set checkpoint_every=100 --set overlays=0 --out "$dir"
 }
 
 for stage in $STAGES; do
@@ -97,12 +116,9 @@ for stage in $STAGES; do
 			lrs=${m^^}_LRS
 			for lr in ${!lrs}; do
 				pre="$OUT/select/$m-lr$lr" ft="$OUT/select/ft-$m-lr$lr-37-s0"
-				done_run "$pre" || { log "select: $m at lr $lr"
-					"$BIN" pretrain-ssl --method "$m" --config "camvid_$m" --set data="$CAMVID" --set lr="$lr" \
-						--set checkpoint_every=100 --out "$pre"; }
+				done_run "$pre" || { log "select: $m at lr $lr"; pretrain_ssl "$m" "$lr" "$pre"; }
 				done_run "$ft" || { log "select: $m at lr $lr, finetune with 37 labels, seed 0"
-					"$BIN" finetune --task semseg --config camvid_finetune --set data="$CAMVID" --set init="$(latest "$pre")" \
-						--set label_count=37 --set seed=0 --set checkpoint_every=100 --set overlays=0 --out "$ft"; }
+					finetune_semseg "$ft" "$(latest "$pre")" 37 0; }
 				log "select: $m lr $lr -> val mIoU $(miou "$ft") (37 labels, seed 0)"
 			done
 		done ;;
@@ -120,20 +136,16 @@ for stage in $STAGES; do
 			continue
 		fi
 		log "$stage at lr ${!lrvar}"
-		"$BIN" pretrain-ssl --method "$stage" --config "camvid_$stage" --set data="$CAMVID" --set lr="${!lrvar}" \
-			--set checkpoint_every=100 --out "$OUT/$stage" ;;
+		pretrain_ssl "$stage" "${!lrvar}" "$OUT/$stage" ;;
 	finetune)
 		for seed in $SEEDS; do for labels in $LABELS; do for init in $INITS; do
 			run="$OUT/$init-$labels-s$seed"
 			done_run "$run" && continue
 			src=$(init_of "$init")
-			[ -n "$src" ] || { echo "camvid_campaign: no checkpoint for init $init: run its stage first" >&2; exit 1; }
 			mult=1
 			[ "$init" = random ] || mult=$BACKBONE_LR_MULT
 			log "finetune $init, $labels labels, seed $seed"
-			"$BIN" finetune --task semseg --config camvid_finetune --set data="$CAMVID" --set init="$src" \
-				--set label_count="$labels" --set seed="$seed" --set backbone_lr_mult="$mult" \
-				--set checkpoint_every=100 --set overlays=0 --out "$run"
+			finetune_semseg "$run" "$src" "$labels" "$seed" backbone_lr_mult="$mult"
 		done; done; done ;;
 	predict)
 		want=$(grep -c . "$CAMVID/test.txt")
@@ -148,17 +160,14 @@ for stage in $STAGES; do
 		"$BIN" eval --results "$OUT/*-*-s*" --layout paper ;;
 	lever)
 		: "${LEVER:?set LEVER=<name> and LEVER_SET='<setting>=<value> ...' for the lever stage}"
-		sets=()
-		for kv in ${LEVER_SET:?set LEVER_SET='<setting>=<value> ...' for the lever stage}; do sets+=(--set "$kv"); done
+		: "${LEVER_SET:?set LEVER_SET='<setting>=<value> ...' for the lever stage}"
 		for seed in $SEEDS; do for labels in $LABELS; do for init in ${LEVER_INITS:-dt}; do
 			run="$OUT/levers/$LEVER/$init-$labels-s$seed"
 			done_run "$run" && continue
 			src=$(init_of "$init")
-			[ -n "$src" ] || { echo "camvid_campaign: no checkpoint for init $init: run its stage first" >&2; exit 1; }
 			log "lever $LEVER ($LEVER_SET): finetune $init, $labels labels, seed $seed"
-			"$BIN" finetune --task semseg --config camvid_finetune --set data="$CAMVID" --set init="$src" \
-				--set label_count="$labels" --set seed="$seed" "${sets[@]}" \
-				--set checkpoint_every=100 --set overlays=0 --out "$run"
+			# shellcheck disable=SC2086 # LEVER_SET is a list of settings
+			finetune_semseg "$run" "$src" "$labels" "$seed" $LEVER_SET
 		done; done; done
 		"$BIN" eval --results "$OUT/levers/$LEVER/*-*-s*" --layout paper ;;
 	*)
