@@ -7,7 +7,8 @@
 #
 # Stages, in order (default: all): teacher distill select mocov2 byol finetune predict table.
 #   teacher   pretrain-diffusion --config camvid_teacher, TEACHER_STEPS steps (default 6000)
-#   distill   distill --config camvid_distill from that teacher, DISTILL_STEPS steps (default 600)
+#   distill   distill --config camvid_distill from that teacher, DISTILL_STEPS steps (default 600),
+#             with DISTILL_SET's settings on top ("t=10 mode=mixed ...", default none)
 #   select    the self-supervised baselines' learning rates, chosen on val: for each of
 #             MOCOV2_LRS (default "0.001875 0.03": MoCo's rule for batch 16, and its batch-256
 #             rate) and BYOL_LRS (default "0.0125 0.1"), pretrain-ssl into
@@ -39,6 +40,7 @@ OUT=${OUT:-$HOME/runs/camvid}
 BIN=${BIN:-bin/dreamteacher}
 TEACHER_STEPS=${TEACHER_STEPS:-6000}
 DISTILL_STEPS=${DISTILL_STEPS:-600}
+DISTILL_SET=${DISTILL_SET:-}
 INITS=${INITS:-random mocov2 byol dt}
 LABELS=${LABELS:-12 37 367}
 SEEDS=${SEEDS:-0 1 2}
@@ -108,9 +110,11 @@ for stage in $STAGES; do
 			"$BIN" pretrain-diffusion --config camvid_teacher --set data="$CAMVID" --set steps="$TEACHER_STEPS" \
 				--set checkpoint_every=200 --out "$OUT/teacher"; } ;;
 	distill)
-		done_run "$OUT/distill" || { log "distill ($DISTILL_STEPS steps)"
+		done_run "$OUT/distill" || { log "distill ($DISTILL_STEPS steps${DISTILL_SET:+, $DISTILL_SET})"
+			sets=()
+			for kv in $DISTILL_SET; do sets+=(--set "$kv"); done
 			"$BIN" distill --config camvid_distill --set data="$CAMVID" --set teacher="$OUT/teacher" \
-				--set steps="$DISTILL_STEPS" --set checkpoint_every=100 --out "$OUT/distill"; } ;;
+				--set steps="$DISTILL_STEPS" "${sets[@]}" --set checkpoint_every=100 --out "$OUT/distill"; } ;;
 	select)
 		for m in mocov2 byol; do
 			lrs=${m^^}_LRS
