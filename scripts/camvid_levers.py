@@ -45,22 +45,30 @@ def fmt(v):
 
 
 def mean_diff(values, base):
+    """The differences paired by seed as "mean ± sample std (n=N)", as eval --results prints them."""
     d = [a - b for a, b in zip(values, base) if a is not None and b is not None]
-    return f"{sum(d) / len(d):+.2f} (n={len(d)})" if d else "-"
+    if not d:
+        return "-"
+    mean = sum(d) / len(d)
+    if len(d) == 1:
+        return f"{mean:+.2f} (n=1)"
+    std = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5
+    return f"{mean:+.2f} ± {std:.2f} (n={len(d)})"
 
 
 def lever_table():
-    print("| DreamTeacher with 12 labels | seed 0 | seed 1 | seed 2 | minus the campaign's DT, same seed (mean) |")
-    print("|---|---:|---:|---:|---:|")
-    base = [miou(LEVERS[0][1], s) for s in SEEDS]
+    print("| DreamTeacher with 12 labels | seed 0 | seed 1 | seed 2 | minus the campaign's DT, same seed | minus random init, same seed |")
+    print("|---|---:|---:|---:|---:|---:|")
+    dt = [miou(LEVERS[0][1], s) for s in SEEDS]
+    random = [miou("camvid/random-12-s{}", s) for s in SEEDS]
     for i, (name, pattern) in enumerate(LEVERS):
         values = [miou(pattern, s) for s in SEEDS]
-        diff = "" if i == 0 else mean_diff(values, base)
-        print(f"| {name} | " + " | ".join(fmt(v) for v in values) + f" | {diff} |")
+        vs_dt = "" if i == 0 else mean_diff(values, dt)
+        print(f"| {name} | " + " | ".join(fmt(v) for v in values) + f" | {vs_dt} | {mean_diff(values, random)} |")
 
 
 def t_table():
-    print("| interpreter at t, 12 labels | seed 0 | seed 1 | mean | minus t=50, same seed (mean) |")
+    print("| interpreter at t, 12 labels | seed 0 | seed 1 | mean | minus t=50, same seed |")
     print("|---:|---:|---:|---:|---:|")
     pattern = "camvid/levers/interpret-t/t{}-12-s{}"
     base = [miou(pattern.format(50, "{}"), s) for s in (0, 1)]
